@@ -1,0 +1,105 @@
+"""Greetings callers hear, and one record per call."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from calls.voices import DEFAULT_VOICE, VOICE_CHOICES
+
+
+def validate_spoken_text(value: str) -> None:
+    """Refuse text with nothing to speak."""
+    if not value.strip():
+        raise ValidationError("Enter the words the caller should hear.")
+
+
+class Greeting(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    text = models.TextField(
+        validators=[validate_spoken_text],
+        help_text="The words Deepgram Aura speaks to the caller.",
+    )
+    voice = models.CharField(max_length=64, choices=VOICE_CHOICES, default=DEFAULT_VOICE)
+    say_text = models.CharField(
+        "Twilio <Say> text",
+        max_length=500,
+        blank=True,
+        help_text="Read by Twilio before the greeting (for example a recording notice). "
+        "Leave blank for none.",
+    )
+    is_default = models.BooleanField(
+        "default greeting",
+        default=False,
+        help_text="Used for calls that name no other greeting. Only one greeting is the default.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=models.Q(is_default=True),
+                name="calls_greeting_one_default",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.is_default:
+            # Marking this one the default takes the mark from any other.
+            Greeting.objects.filter(is_default=True).exclude(pk=self.pk).update(is_default=False)
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+
+class Call(models.Model):
+    class Status(models.TextChoices):
+        IN_PROGRESS = "in-progress", "In progress"
+        COMPLETED = "completed", "Completed"
+        INTERRUPTED = "interrupted", "Interrupted"
+        FAILED = "failed", "Failed"
+
+    call_sid = models.CharField("CallSid", max_length=64, unique=True)
+    stream_sid = models.CharField("StreamSid", max_length=64, blank=True)
+    from_number = models.CharField("from", max_length=64, blank=True)
+    to_number = models.CharField("to", max_length=64, blank=True)
+    greeting = models.ForeignKey(
+        Greeting, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.IN_PROGRESS)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    first_audio_ms = models.FloatField(
+        "time to first audio (ms)",
+        null=True,
+        blank=True,
+        help_text="From the stream's start to the first audio sent to Twilio.",
+    )
+    from_cache = models.BooleanField("served from cache", null=True, blank=True)
+    interrupted = models.BooleanField("caller interrupted", default=False)
+    playback_confirmed = models.BooleanField(
+        "playback confirmed",
+        default=False,
+        help_text="Twilio echoed the mark sent after the greeting.",
+    )
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["status", "started_at"])]
+
+    def __str__(self) -> str:
+        return self.call_sid
+
+    @property
+    def duration(self) -> timedelta | None:
+        """How long the stream lasted, once it has ended."""
+        if self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at

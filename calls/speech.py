@@ -1,0 +1,253 @@
+"""Speech for a (voice, text): from memory or the shared cache, else one Deepgram stream shared
+by every caller who asks for it while it is in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.core.cache import caches
+
+from calls.tts import MAX_TEXT_CHARS, TTSError, get_tts
+
+logger = logging.getLogger(__name__)
+
+# One second of 8 kHz mu-law: the most audio one Twilio `media` message carries.
+MAX_CHUNK_BYTES = 8000
+MEMORY_BUDGET_BYTES = 64 * 1024 * 1024
+CACHE_ALIAS = "speech"
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+
+
+def speech_key(voice: str, text: str) -> str:
+    """Name the audio for (voice, text): content-addressed, so it never goes stale."""
+    digest = hashlib.sha256(f"{voice}\0{text}".encode()).hexdigest()
+    return f"mulaw8k:v1:{digest}"
+
+
+def split_text(text: str, limit: int = MAX_TEXT_CHARS) -> list[str]:
+    """Split text into pieces Deepgram accepts, at sentence ends where it can."""
+    text = text.strip()
+    if len(text) <= limit:
+        return [text] if text else []
+    pieces: list[str] = []
+    current = ""
+    for sentence in _SENTENCE_END.split(text):
+        for part in _split_long(sentence, limit):
+            if current and len(current) + 1 + len(part) > limit:
+                pieces.append(current)
+                current = part
+            else:
+                current = f"{current} {part}" if current else part
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def _split_long(sentence: str, limit: int) -> list[str]:
+    """Cut one over-long sentence at spaces (or anywhere, if it has none)."""
+    parts: list[str] = []
+    while len(sentence) > limit:
+        cut = sentence.rfind(" ", 0, limit + 1)
+        if cut <= 0:
+            cut = limit
+        parts.append(sentence[:cut].strip())
+        sentence = sentence[cut:].strip()
+    if sentence:
+        parts.append(sentence)
+    return parts
+
+
+class _MemoryCache:
+    """A byte-bounded LRU of finished audio in this process, in front of the shared cache."""
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._size = 0
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            audio = self._items.get(key)
+            if audio is not None:
+                self._items.move_to_end(key)
+            return audio
+
+    def put(self, key: str, audio: bytes) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._size -= len(old)
+            self._items[key] = audio
+            self._size += len(audio)
+            while self._size > self._budget and len(self._items) > 1:
+                _, evicted = self._items.popitem(last=False)
+                self._size -= len(evicted)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._size = 0
+
+
+memory = _MemoryCache(MEMORY_BUDGET_BYTES)
+
+
+class Synthesis:
+    """One Deepgram rendering in flight; any number of listeners read it from the start."""
+
+    def __init__(self, key: str, voice: str, text: str) -> None:
+        self.key = key
+        self.voice = voice
+        self.text = text
+        self.buffer = bytearray()
+        self.done = False
+        self.error: TTSError | None = None
+        self.listeners = 0
+        self._more = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def produce(self) -> None:
+        """Stream every piece of the text from Deepgram into the buffer, then cache the whole."""
+        tts = get_tts()
+        try:
+            for piece in split_text(self.text):
+                async with aclosing(tts.stream(self.voice, piece)) as stream:
+                    async for chunk in stream:
+                        self.buffer += chunk
+                        self._wake()
+        except TTSError as exc:
+            self.error = exc
+        finally:
+            self.done = True
+            self._wake()
+            _inflight().pop(self.key, None)
+        if self.error is None and self.buffer:
+            audio = bytes(self.buffer)
+            memory.put(self.key, audio)
+            await _shared_set(self.key, audio)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Yield the audio from its first byte, waiting for Deepgram as needed."""
+        self.listeners += 1
+        offset = 0
+        try:
+            while True:
+                more = self._more
+                if offset < len(self.buffer):
+                    end = min(len(self.buffer), offset + MAX_CHUNK_BYTES)
+                    chunk = bytes(self.buffer[offset:end])
+                    offset = end
+                    yield chunk
+                elif self.done:
+                    if self.error is not None:
+                        raise self.error
+                    return
+                else:
+                    await more.wait()
+        finally:
+            self.listeners -= 1
+            # Nobody is listening any more (the caller interrupted or hung up): stop paying.
+            if self.listeners == 0 and not self.done and self.task is not None:
+                self.task.cancel()
+                _inflight().pop(self.key, None)
+
+    def _wake(self) -> None:
+        self._more.set()
+        self._more = asyncio.Event()
+
+
+@dataclass(frozen=True)
+class Speech:
+    """Audio for one utterance: already whole (cached) or streaming from Deepgram."""
+
+    voice: str
+    text: str
+    from_cache: bool
+    audio: bytes | None = None
+    synthesis: Synthesis | None = None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Yield the audio in pieces of at most one second."""
+        if self.audio is not None:
+            for start in range(0, len(self.audio), MAX_CHUNK_BYTES):
+                yield self.audio[start : start + MAX_CHUNK_BYTES]
+            return
+        assert self.synthesis is not None
+        async with aclosing(self.synthesis.chunks()) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+
+_inflight_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Synthesis]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _inflight() -> dict[str, Synthesis]:
+    loop = asyncio.get_running_loop()
+    table = _inflight_by_loop.get(loop)
+    if table is None:
+        table = _inflight_by_loop[loop] = {}
+    return table
+
+
+async def _shared_get(key: str) -> bytes | None:
+    # Redis' client blocks; run it off the event loop, in parallel with other calls.
+    return await sync_to_async(caches[CACHE_ALIAS].get, thread_sensitive=False)(key)
+
+
+async def _shared_set(key: str, audio: bytes) -> None:
+    await sync_to_async(caches[CACHE_ALIAS].set, thread_sensitive=False)(key, audio, None)
+
+
+async def open_cached(key: str) -> Speech | None:
+    """Return speech already rendered or rendering under this key, or None."""
+    audio = memory.get(key)
+    if audio is None:
+        synthesis = _inflight().get(key)
+        if synthesis is not None:
+            return Speech(synthesis.voice, synthesis.text, from_cache=False, synthesis=synthesis)
+        audio = await _shared_get(key)
+        if audio is None:
+            return None
+        memory.put(key, audio)
+    return Speech("", "", from_cache=True, audio=audio)
+
+
+async def open_speech(voice: str, text: str) -> Speech:
+    """Find or start the audio for (voice, text); Deepgram is asked at most once at a time."""
+    key = speech_key(voice, text)
+    speech = await open_cached(key)
+    if speech is not None:
+        return Speech(voice, text, speech.from_cache, speech.audio, speech.synthesis)
+    # The shared-cache look-up awaited: someone may have started this synthesis meanwhile.
+    synthesis = _inflight().get(key)
+    if synthesis is None:
+        synthesis = Synthesis(key, voice, text)
+        _inflight()[key] = synthesis
+        synthesis.task = asyncio.get_running_loop().create_task(synthesis.produce())
+    return Speech(voice, text, from_cache=False, synthesis=synthesis)
+
+
+async def render(voice: str, text: str) -> Speech:
+    """Synthesize (or fetch) the whole audio for (voice, text) and return it complete."""
+    speech = await open_speech(voice, text)
+    if speech.audio is not None:
+        return speech
+    parts = bytearray()
+    async with aclosing(speech.chunks()) as chunks:
+        async for chunk in chunks:
+            parts += chunk
+    return Speech(voice, text, from_cache=False, audio=bytes(parts))

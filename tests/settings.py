@@ -1,0 +1,13 @@
+"""Test settings: the project's settings with a throwaway secret and a quiet log."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "not-a-secret-tests-only")
+os.environ.setdefault("DEEPGRAM_API_KEY", "test-deepgram-key")
+os.environ.setdefault("DEEPGRAM_API_URL", "http://127.0.0.1:9")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+
+from voicebridge.settings import *  # noqa: E402,F403

@@ -1,0 +1,11 @@
+"""Root URLs: the admin and the calls app."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("calls.urls")),
+]
