@@ -124,4 +124,3 @@ class Player:
             await self._send(mark_message(self.stream_sid, utterance.mark))
         if self._on_outcome is not None:
             await self._on_outcome(Outcome(utterance, sent, from_cache, error))
-

@@ -1,4 +1,4 @@
-"""Deepgram Aura text-to-speech over one shared httpx client per event loop; streams mu-law bytes."""
+"""Deepgram Aura text-to-speech over a shared httpx client per event loop; streams mu-law."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ async def close_shared_client() -> None:
 
 
 def get_tts() -> DeepgramTTS:
-    """Build the Deepgram client from the current settings and this loop's shared connection pool."""
+    """Build the Deepgram client from current settings and this loop's connection pool."""
     return DeepgramTTS(
         api_key=settings.DEEPGRAM_API_KEY,
         base_url=settings.DEEPGRAM_API_URL,

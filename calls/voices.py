@@ -48,7 +48,10 @@ VOICE_CHOICES: list[tuple[str, list[tuple[str, str]]]] = [
     ),
     (
         "Aura-1 English",
-        [(f"aura-{n}-en", _label(n, "Aura-1", _AURA_1_ACCENTS.get(n))) for n in sorted(_AURA_1.split())],
+        [
+            (f"aura-{n}-en", _label(n, "Aura-1", _AURA_1_ACCENTS.get(n)))
+            for n in sorted(_AURA_1.split())
+        ],
     ),
 ]
 

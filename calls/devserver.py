@@ -1,0 +1,109 @@
+"""Starts and stops a real daphne process serving voicebridge, for tests and the benchmark."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+class ServerError(RuntimeError):
+    """The server process could not be started."""
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A daphne process listening on 127.0.0.1."""
+
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        """Return what the server has written to its log so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(overrides: Mapping[str, str]) -> dict[str, str]:
+    """Return the environment for a server process: this one's, the overrides on top."""
+    env = dict(os.environ)
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.update(overrides)
+    return env
+
+
+def migrate(env: Mapping[str, str]) -> None:
+    """Apply migrations to the database the environment names."""
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=PROJECT_DIR,
+        env=dict(env),
+        check=True,
+    )
+
+
+@contextmanager
+def running_daphne(
+    env: Mapping[str, str], log_path: Path, *, port: int | None = None, timeout: float = 30.0
+) -> Iterator[RunningServer]:
+    """Run `daphne voicebridge.asgi:application` on 127.0.0.1 until the block ends."""
+    port = port or free_port()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "voicebridge.asgi:application",
+            ],
+            cwd=PROJECT_DIR,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = RunningServer(f"http://127.0.0.1:{port}", port, process, log_path)
+    try:
+        _wait_listening(server, timeout)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_listening(server: RunningServer, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise ServerError(f"daphne exited with {server.process.returncode}:\n{server.log()}")
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise ServerError(f"daphne did not listen within {timeout} s:\n{server.log()}")

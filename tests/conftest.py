@@ -1,0 +1,33 @@
+"""Shared fixtures: a fake Deepgram on 127.0.0.1 and clean speech caches."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from django.core.cache import caches
+
+from calls import speech
+from calls.fake_deepgram import FakeDeepgram
+from calls.tts import close_shared_client
+
+
+@pytest.fixture(autouse=True)
+def empty_speech_caches() -> Iterator[None]:
+    speech.memory.clear()
+    caches[speech.CACHE_ALIAS].clear()
+    yield
+    speech.memory.clear()
+    caches[speech.CACHE_ALIAS].clear()
+
+
+@pytest.fixture
+async def deepgram(settings) -> AsyncIterator[FakeDeepgram]:  # noqa: ANN001
+    """A fake Deepgram in this test's event loop, with settings pointing at it."""
+    server = FakeDeepgram()
+    await server.start()
+    settings.DEEPGRAM_API_URL = server.url
+    settings.DEEPGRAM_API_KEY = "test-deepgram-key"
+    yield server
+    await close_shared_client()
+    await server.stop()
