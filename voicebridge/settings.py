@@ -51,6 +51,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -136,6 +137,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# The admin's CSS and JS are served by the app itself (daphne serves no files); collectstatic
+# fills STATIC_ROOT for production, and during development the apps' folders are read directly.
+WHITENOISE_USE_FINDERS = DEBUG
 
 # Production hardening, on whenever DEBUG is off (the README's production settings).
 if not DEBUG:
