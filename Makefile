@@ -26,6 +26,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 # A local development server: DEBUG on unless the environment says otherwise.
 run: $(VENV)/.runtime
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py collectstatic --noinput -v 0
 	DEBUG=$${DEBUG:-1} $(BIN)/daphne -b $(HOST) -p $(PORT) voicebridge.asgi:application
 
 test: $(VENV)/.dev
