@@ -89,6 +89,7 @@ async def test_a_call_hears_exactly_what_deepgram_streamed(
     assert released == [True]
     assert report.media_messages > 1
     assert [r.model for r in deepgram.requests] == ["aura-asteria-en"]
+    assert "Traceback" not in server.log()
 
 
 async def test_editing_the_greeting_in_the_admin_changes_the_next_call(
