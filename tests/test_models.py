@@ -1,0 +1,49 @@
+"""Greeting and Call models."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from calls.models import Call, Greeting
+
+pytestmark = pytest.mark.django_db
+
+
+def test_fresh_install_has_the_demo_greeting() -> None:
+    greeting = Greeting.objects.get()
+    assert greeting.is_default
+    assert greeting.text == "Hello, how are you today?"
+    assert greeting.voice == "aura-asteria-en"
+    assert greeting.say_text == "This call may be monitored or recorded."
+
+
+def test_marking_a_new_default_unmarks_the_old_one() -> None:
+    new = Greeting.objects.create(name="Night", text="We are closed.", is_default=True)
+    assert list(Greeting.objects.filter(is_default=True)) == [new]
+
+
+def test_blank_text_is_refused() -> None:
+    greeting = Greeting(name="Empty", text="   ", voice="aura-2-thalia-en")
+    with pytest.raises(ValidationError) as info:
+        greeting.full_clean()
+    assert "text" in info.value.message_dict
+
+
+def test_unknown_voice_is_refused() -> None:
+    greeting = Greeting(name="Odd", text="Hi.", voice="aura-nobody-en")
+    with pytest.raises(ValidationError) as info:
+        greeting.full_clean()
+    assert "voice" in info.value.message_dict
+
+
+def test_call_duration_once_ended() -> None:
+    started = timezone.now()
+    call = Call(call_sid="CA1", started_at=started)
+    assert call.duration is None
+    call.ended_at = started + timedelta(seconds=42)
+    assert call.duration == timedelta(seconds=42)
+    assert str(call) == "CA1"
