@@ -30,6 +30,11 @@ def greeting_get(*, greeting_id: int | None) -> Greeting | None:
     return Greeting.objects.filter(pk=greeting_id).first()
 
 
+def call_get(*, call_sid: str) -> Call | None:
+    """Return the call with this CallSid and its greeting, or None."""
+    return Call.objects.select_related("greeting").filter(call_sid=call_sid).first()
+
+
 def call_start(
     *,
     call_sid: str,
