@@ -49,6 +49,18 @@ def policy() -> Literal["verify", "allow", "refuse"]:
     return "allow" if settings.TWILIO_ALLOW_UNSIGNED else "refuse"
 
 
+def announce_policy() -> None:
+    """Say at start-up when Twilio traffic goes unchecked or is refused for want of a token."""
+    mode = policy()
+    if mode == "allow":
+        logger.warning(
+            "TWILIO_AUTH_TOKEN is not set: accepting unsigned Twilio requests (DEBUG is on). "
+            "Set it before exposing this server."
+        )
+    elif mode == "refuse":
+        logger.error("Refusing all Twilio traffic: %s.", REFUSALS["no-token"])
+
+
 def check_webhook(request: HttpRequest) -> Verdict:
     """Check a Twilio webhook's signature over the public URL and its POST parameters."""
     mode = policy()

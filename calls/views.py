@@ -17,6 +17,7 @@ from calls.endpoints import public_origin, stream_url
 from calls.models import Call
 from calls.signatures import REFUSALS, TOKEN_PARAMETER, accepted, check_webhook, issue_stream_token
 from calls.speech import speech_key
+from calls.stale import sweep_once
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +33,8 @@ def twilio_webhook(view: View) -> View:
         if not accepted(verdict):
             data = request.POST if request.method == "POST" else request.GET
             logger.warning(
-                "call %s: %s refused: %s",
-                data.get("CallSid", "(no CallSid)")[:64],
+                "call %r: %s refused: %s",
+                data.get("CallSid", "")[:64],
                 request.path,
                 REFUSALS[verdict],
             )
@@ -49,6 +50,7 @@ def twilio_webhook(view: View) -> View:
 def voice(request: HttpRequest) -> HttpResponse:
     """Answer an incoming call: an optional <Say>, then <Connect><Stream> to /twilio."""
     data = request.POST if request.method == "POST" else request.GET
+    sweep_once()
     greeting = services.greeting_default()
     parameters = [
         ("greeting", str(greeting.pk or "")),
