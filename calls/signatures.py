@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -91,7 +92,9 @@ def check_handshake(scope: Mapping[str, Any]) -> Verdict:
 
 def issue_stream_token(call_sid: str, parameters: Mapping[str, str]) -> str:
     """Return a signed, short-lived token binding this CallSid to the stream's other Parameters."""
-    return signing.TimestampSigner(salt=_TOKEN_SALT).sign(_digest(call_sid, parameters))
+    # The nonce makes every answer's token distinct, even twice in one second for one call.
+    value = f"{secrets.token_urlsafe(9)}.{_digest(call_sid, parameters)}"
+    return signing.TimestampSigner(salt=_TOKEN_SALT).sign(value)
 
 
 def verify_stream_token(call_sid: str, parameters: Mapping[str, str]) -> None:
@@ -101,14 +104,14 @@ def verify_stream_token(call_sid: str, parameters: Mapping[str, str]) -> None:
         raise StreamTokenError("start carries no stream token")
     others = {k: v for k, v in parameters.items() if k != TOKEN_PARAMETER}
     try:
-        digest = signing.TimestampSigner(salt=_TOKEN_SALT).unsign(
+        value = signing.TimestampSigner(salt=_TOKEN_SALT).unsign(
             token, max_age=STREAM_TOKEN_MAX_AGE
         )
     except signing.SignatureExpired:
         raise StreamTokenError("stream token expired") from None
     except signing.BadSignature:
         raise StreamTokenError("stream token is forged") from None
-    if digest != _digest(call_sid, others):
+    if value.partition(".")[2] != _digest(call_sid, others):
         raise StreamTokenError("stream token was issued for another call or other parameters")
     # One use across every worker: the shared cache (Redis when REDIS_URL is set) decides.
     if not cache.add(f"calls:stream-token:{token}", 1, STREAM_TOKEN_MAX_AGE):
