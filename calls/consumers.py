@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from calls import services
+from calls import services, shutdown
 from calls.models import Call
 from calls.playback import Outcome, Player, Utterance
 from calls.signatures import (
@@ -46,6 +46,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     start: Start | None = None
     player: Player | None = None
+    _finishing: asyncio.Task[None] | None = None
     media_frames = 0
 
     async def connect(self) -> None:
@@ -70,12 +71,20 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         try:
             await super().__call__(scope, receive, send)
         except asyncio.CancelledError:
-            # daphne cancels every open stream when it is stopped (SIGTERM): record the call first.
-            if self.start is not None and self._call_row is not None:
-                self.error = self.error or "the server stopped during the call"
-                logger.warning("call %s: server stopping, ending the call", self._sid)
-                await self._finish()
+            # A server that cancels open streams when it stops: record the call first.
+            self._note_server_stopping()
+            await self._finish()
             raise
+
+    async def _end_for_shutdown(self) -> None:
+        self._note_server_stopping()
+        await self._finish()
+        await self.close()
+
+    def _note_server_stopping(self) -> None:
+        if self.start is not None and self._finishing is None:
+            self.error = self.error or "the server stopped during the call"
+            logger.warning("call %s: server stopping, ending the call", self._sid)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Caller audio arrives 50 times a second for the whole call and we do not use it: keep
@@ -135,6 +144,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                 return
         self.start = start
         self.started_at = started_at
+        shutdown.track(self._end_for_shutdown)
         self.greeting_id = _int_or_none(params.get("greeting", ""))
         self.player = Player(self.send, start.stream_sid, on_outcome=self._on_outcome)
         # The Call row is written alongside the greeting, never in front of the first audio.
@@ -193,8 +203,16 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     async def _finish(self) -> None:
         """Stop speaking and write the call's final state, once."""
-        if self.start is None or self._call_row is None:
-            return
+        if self._finishing is None:
+            if self.start is None or self._call_row is None:
+                return
+            self._finishing = asyncio.get_running_loop().create_task(self._end_call())
+        # Shielded: a server being stopped cancels this consumer, but the record must be written.
+        await asyncio.shield(self._finishing)
+
+    async def _end_call(self) -> None:
+        assert self.start is not None and self._call_row is not None
+        shutdown.untrack(self._end_for_shutdown)
         call_row, self._call_row = self._call_row, None
         assert self.player is not None
         await self.player.close()
@@ -205,7 +223,8 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         )
         if self.interrupted:
             status = Call.Status.INTERRUPTED
-        elif self.error and first_audio_ms is None:
+        elif self.error and GREETING_MARK not in self.player.played_marks:
+            # Nothing played, or the greeting broke off unconfirmed (the server stopping, say).
             status = Call.Status.FAILED
         else:
             status = Call.Status.COMPLETED
