@@ -7,12 +7,21 @@ import logging
 import time
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from calls import services
-from calls.models import Call, Greeting
+from calls import services, shutdown
+from calls.models import Call
 from calls.playback import Outcome, Player, Utterance
+from calls.signatures import (
+    REFUSALS,
+    StreamTokenError,
+    accepted,
+    check_handshake,
+    policy,
+    verify_stream_token,
+)
 from calls.speech import open_cached
 from calls.twilio import (
     MAX_FRAME_CHARS,
@@ -37,6 +46,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     start: Start | None = None
     player: Player | None = None
+    _finishing: asyncio.Task[None] | None = None
     media_frames = 0
 
     async def connect(self) -> None:
@@ -47,7 +57,34 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         self.greeting_id: int | None = None
         self._call_row: asyncio.Task[Any] | None = None
         self._warned: set[str] = set()
+        self._giving_up: asyncio.Task[None] | None = None
+        verdict = check_handshake(self.scope)
+        if not accepted(verdict):
+            client = (self.scope.get("client") or ["?"])[0]
+            logger.warning("stream handshake from %s refused: %s", client, REFUSALS[verdict])
+            # Closing before accept() answers the upgrade with HTTP 403.
+            await self.close()
+            return
         await self.accept()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            # A server that cancels open streams when it stops: record the call first.
+            self._note_server_stopping()
+            await self._finish()
+            raise
+
+    async def _end_for_shutdown(self) -> None:
+        self._note_server_stopping()
+        await self._finish()
+        await self.close()
+
+    def _note_server_stopping(self) -> None:
+        if self.start is not None and self._finishing is None:
+            self.error = self.error or "the server stopped during the call"
+            logger.warning("call %s: server stopping, ending the call", self._sid)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Caller audio arrives 50 times a second for the whole call and we do not use it: keep
@@ -63,6 +100,11 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         try:
             event = parse_event(text_data)
         except ProtocolError as exc:
+            if exc.event == "start" and self.start is None:
+                # Without a valid start there is no call to serve: let Twilio's TwiML go on.
+                logger.warning("call %s: bad start: %s; closing", self._sid, exc)
+                await self.close()
+                return
             self._warn_once(f"bad:{exc}", f"bad frame: {exc}; ignored")
             return
         await self._dispatch(event)
@@ -89,9 +131,20 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         if self.start is not None:
             self._warn_once("second-start", "second start: ignored")
             return
-        self.start = start
-        self.started_at = time.monotonic()
+        started_at = time.monotonic()
         params = start.custom_parameters
+        if policy() == "verify":
+            try:
+                await sync_to_async(verify_stream_token, thread_sensitive=False)(
+                    start.call_sid, params
+                )
+            except StreamTokenError as exc:
+                logger.warning("call %s: start refused: %s; closing", start.call_sid, exc)
+                await self.close()
+                return
+        self.start = start
+        self.started_at = started_at
+        shutdown.track(self._end_for_shutdown)
         self.greeting_id = _int_or_none(params.get("greeting", ""))
         self.player = Player(self.send, start.stream_sid, on_outcome=self._on_outcome)
         # The Call row is written alongside the greeting, never in front of the first audio.
@@ -108,7 +161,15 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         if speech is not None:
             self.player.say(Utterance("", "", GREETING_MARK, speech=speech))
             return
-        greeting = await database_sync_to_async(_greeting_for)(self.greeting_id)
+        greeting = await database_sync_to_async(services.greeting_get)(greeting_id=self.greeting_id)
+        if greeting is None:
+            if params.get("greeting"):
+                logger.warning(
+                    "call %s: greeting %r does not exist; speaking the default greeting",
+                    self._sid,
+                    params["greeting"][:40],
+                )
+            greeting = await database_sync_to_async(services.greeting_default)()
         self.player.say(Utterance(greeting.voice, greeting.text, GREETING_MARK))
 
     async def _on_dtmf(self, dtmf: Dtmf) -> None:
@@ -132,11 +193,26 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                 outcome.sent_bytes,
                 outcome.error,
             )
+            if outcome.utterance.mark == GREETING_MARK and outcome.sent_bytes == 0:
+                # The caller heard nothing: end the stream so Twilio reads the greeting itself.
+                self._giving_up = asyncio.get_running_loop().create_task(self._give_up())
+
+    async def _give_up(self) -> None:
+        await self._finish()
+        await self.close()
 
     async def _finish(self) -> None:
         """Stop speaking and write the call's final state, once."""
-        if self.start is None or self._call_row is None:
-            return
+        if self._finishing is None:
+            if self.start is None or self._call_row is None:
+                return
+            self._finishing = asyncio.get_running_loop().create_task(self._end_call())
+        # Shielded: a server being stopped cancels this consumer, but the record must be written.
+        await asyncio.shield(self._finishing)
+
+    async def _end_call(self) -> None:
+        assert self.start is not None and self._call_row is not None
+        shutdown.untrack(self._end_for_shutdown)
         call_row, self._call_row = self._call_row, None
         assert self.player is not None
         await self.player.close()
@@ -147,7 +223,8 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         )
         if self.interrupted:
             status = Call.Status.INTERRUPTED
-        elif self.error and first_audio_ms is None:
+        elif self.error and GREETING_MARK not in self.player.played_marks:
+            # Nothing played, or the greeting broke off unconfirmed (the server stopping, say).
             status = Call.Status.FAILED
         else:
             status = Call.Status.COMPLETED
@@ -173,10 +250,6 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         if kind not in self._warned:
             self._warned.add(kind)
             logger.warning("call %s: %s", self._sid, message)
-
-
-def _greeting_for(greeting_id: int | None) -> Greeting:
-    return services.greeting_get(greeting_id=greeting_id) or services.greeting_default()
 
 
 def _int_or_none(value: str) -> int | None:

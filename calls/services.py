@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -28,6 +30,11 @@ def greeting_get(*, greeting_id: int | None) -> Greeting | None:
     if greeting_id is None:
         return None
     return Greeting.objects.filter(pk=greeting_id).first()
+
+
+def call_get(*, call_sid: str) -> Call | None:
+    """Return the call with this CallSid and its greeting, or None."""
+    return Call.objects.select_related("greeting").filter(call_sid=call_sid).first()
 
 
 def call_start(
@@ -76,6 +83,17 @@ def call_end(
             interrupted=interrupted,
             playback_confirmed=playback_confirmed,
         )
+
+
+def calls_finish_stale(*, older_than: timedelta) -> int:
+    """Fail every call still in progress that started before `older_than` ago; return how many."""
+    return Call.objects.filter(
+        status=Call.Status.IN_PROGRESS, started_at__lt=timezone.now() - older_than
+    ).update(
+        status=Call.Status.FAILED,
+        ended_at=timezone.now(),
+        error="The server handling this call stopped before the call ended.",
+    )
 
 
 def _greeting_exists(greeting_id: int) -> bool:

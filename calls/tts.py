@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import weakref
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 
 import httpx
@@ -52,27 +54,67 @@ class DeepgramTTS:
     base_url: str
     client: httpx.AsyncClient
 
+    first_byte_timeout: float = 10.0
+    # Seconds from the first attempt within which retries may start; 0 means no retries.
+    retry_deadline: float = 0.0
+
     async def stream(self, voice: str, text: str) -> AsyncIterator[bytes]:
-        """Yield raw 8 kHz mu-law audio for `text` as Deepgram streams it."""
+        """Yield raw 8 kHz mu-law audio for `text`, retrying failures before the first byte."""
         if not self.api_key:
             raise TTSError("DEEPGRAM_API_KEY is not set", status=None)
+        # A burst of calls waits here for a slot instead of collecting 429s from Deepgram.
+        async with _request_slots():
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.retry_deadline
+            attempt = 0
+            while True:
+                started = False
+                timeout_at = loop.time() + self.first_byte_timeout
+                if attempt:
+                    timeout_at = min(timeout_at, deadline)
+                try:
+                    async with aclosing(self._attempt(voice, text, timeout_at)) as chunks:
+                        async for chunk in chunks:
+                            started = True
+                            yield chunk
+                    return
+                except TTSError as exc:
+                    # Once audio reached the caller a retry would make them hear words twice.
+                    if started or not exc.retryable:
+                        raise
+                    delay = _backoff(attempt)
+                    if loop.time() + delay >= deadline:
+                        raise
+                    logger.info("deepgram attempt %d failed, retrying: %s", attempt + 1, exc)
+                    await asyncio.sleep(delay)
+                    attempt += 1
+
+    async def _attempt(self, voice: str, text: str, first_byte_by: float) -> AsyncIterator[bytes]:
+        """Make one Deepgram request whose first audio byte must arrive by `first_byte_by`."""
         params = {"model": voice, **AUDIO_FORMAT}
         headers = {"Authorization": f"Token {self.api_key}"}
         try:
-            async with self.client.stream(
-                "POST",
-                f"{self.base_url}/v1/speak",
-                params=params,
-                headers=headers,
-                json={"text": text},
-            ) as response:
-                request_id = response.headers.get("dg-request-id", "")
-                if response.status_code != 200:
-                    raise await _error_from(response, request_id)
-                logger.debug("deepgram stream opened dg-request-id=%s", request_id)
-                async for chunk in response.aiter_bytes():
-                    if chunk:
-                        yield chunk
+            async with asyncio.timeout_at(first_byte_by) as first_byte:
+                async with self.client.stream(
+                    "POST",
+                    f"{self.base_url}/v1/speak",
+                    params=params,
+                    headers=headers,
+                    json={"text": text},
+                ) as response:
+                    request_id = response.headers.get("dg-request-id", "")
+                    if response.status_code != 200:
+                        raise await _error_from(response, request_id)
+                    logger.debug("deepgram stream opened dg-request-id=%s", request_id)
+                    async for chunk in response.aiter_bytes():
+                        if chunk:
+                            # Audio is flowing: from here httpx's read timeout guards each read.
+                            first_byte.reschedule(None)
+                            yield chunk
+        except TimeoutError:
+            raise TTSError(
+                "Deepgram sent no audio in time (first-byte timeout)", retryable=True
+            ) from None
         except httpx.TimeoutException as exc:
             raise TTSError(f"Deepgram timed out ({type(exc).__name__})", retryable=True) from exc
         except httpx.TransportError as exc:
@@ -129,10 +171,31 @@ async def close_shared_client() -> None:
         await client.aclose()
 
 
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _request_slots() -> asyncio.Semaphore:
+    """Return this event loop's cap on concurrent Deepgram requests (DEEPGRAM_MAX_CONCURRENCY)."""
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        slots = _slots[loop] = asyncio.Semaphore(max(1, settings.DEEPGRAM_MAX_CONCURRENCY))
+    return slots
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds to wait before retry `attempt` + 1: exponential, with jitter so callers spread."""
+    return min(2.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0)
+
+
 def get_tts() -> DeepgramTTS:
     """Build the Deepgram client from current settings and this loop's connection pool."""
     return DeepgramTTS(
         api_key=settings.DEEPGRAM_API_KEY,
         base_url=settings.DEEPGRAM_API_URL,
         client=shared_client(),
+        first_byte_timeout=settings.DEEPGRAM_FIRST_BYTE_TIMEOUT,
+        retry_deadline=settings.DEEPGRAM_RETRY_DEADLINE,
     )

@@ -21,6 +21,9 @@ _MEDIA_PREFIX = re.compile(r'\s*\{\s*"event"\s*:\s*"media"')
 class ProtocolError(ValueError):
     """A frame that is not a valid Twilio Media Streams message."""
 
+    # The event the frame named, when it named a known one ("start" with a bad body, say).
+    event: str = ""
+
 
 @dataclass(frozen=True, slots=True)
 class Connected:
@@ -77,6 +80,17 @@ def parse_event(text: str) -> Event:
     if not isinstance(message, dict):
         raise ProtocolError("frame is not a JSON object")
     event = message.get("event")
+    try:
+        return _parse_known(event, message)
+    except ProtocolError as exc:
+        exc.event = event if isinstance(event, str) and event in _EVENTS else ""
+        raise
+
+
+_EVENTS = frozenset({"connected", "start", "media", "dtmf", "mark", "stop"})
+
+
+def _parse_known(event: object, message: dict[str, Any]) -> Event:
     if event == "connected":
         return Connected(protocol=_text(message, "protocol", required=False))
     if event == "start":

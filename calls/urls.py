@@ -10,4 +10,5 @@ app_name = "calls"
 
 urlpatterns = [
     path("voice", views.voice, name="voice"),
+    path("voice/after-stream", views.after_stream, name="after-stream"),
 ]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from contextlib import aclosing
 
 import httpx
 import pytest
 
-from calls.tts import DeepgramTTS, TTSError
+from calls.fake_deepgram import fake_audio
+from calls.tts import DeepgramTTS, TTSError, get_tts
 
 
 def client_for(handler: httpx.MockTransport) -> httpx.AsyncClient:
@@ -96,3 +98,43 @@ async def test_missing_key_fails_before_any_request() -> None:
         tts = DeepgramTTS(api_key="", base_url="https://dg.example", client=client)
         with pytest.raises(TTSError, match="DEEPGRAM_API_KEY"):
             await collect(tts)
+
+
+async def test_retries_only_before_the_first_byte_and_within_the_deadline() -> None:
+    statuses = iter([429, 503, 200])
+    seen: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        status = next(statuses)
+        seen.append(status)
+        return httpx.Response(status, content=b"\x05" * 10 if status == 200 else b"{}")
+
+    async with client_for(httpx.MockTransport(handler)) as client:
+        tts = DeepgramTTS(api_key="k", base_url="https://dg.example", client=client)
+        with pytest.raises(TTSError, match="429"):
+            await collect(tts)  # no deadline: no retries
+        retrying = DeepgramTTS(
+            api_key="k", base_url="https://dg.example", client=client, retry_deadline=5
+        )
+        assert await collect(retrying) == b"\x05" * 10
+    assert seen == [429, 503, 200]
+
+
+async def test_cap_on_concurrent_deepgram_requests(deepgram, settings) -> None:  # noqa: ANN001
+    settings.DEEPGRAM_MAX_CONCURRENCY = 2
+    deepgram.hold()
+    tasks = [
+        asyncio.get_running_loop().create_task(collect(get_tts(), "aura-asteria-en", f"Call {n}."))
+        for n in range(5)
+    ]
+    for _ in range(200):
+        if len(deepgram.requests) >= 2:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+    # Two requests are streaming (held); the other three queue here instead of at Deepgram.
+    assert len(deepgram.requests) == 2
+    deepgram.release()
+    audio = await asyncio.gather(*tasks)
+    assert audio == [fake_audio("aura-asteria-en", f"Call {n}.") for n in range(5)]
+    assert len(deepgram.requests) == 5

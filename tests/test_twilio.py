@@ -169,3 +169,30 @@ def test_outbound_messages_have_exactly_twilios_fields() -> None:
 def test_is_media_rejects_other_events() -> None:
     assert not is_media('{"event":"mark","mark":{"name":"media"}}')
     assert is_media('{ "event" : "media", "media": {}}')
+
+
+@given(
+    st.sampled_from(["streamSid", "callSid", "accountSid", "customParameters"]),
+    json_values,
+)
+def test_any_start_body_gives_a_start_or_an_error_naming_start(field: str, value: object) -> None:
+    message = json.loads(frame(START))
+    message["start"][field] = value
+    try:
+        event = parse_event(frame(message))
+    except ProtocolError as exc:
+        # The consumer closes the stream for a broken start and ignores other bad frames.
+        assert exc.event == "start"
+    else:
+        assert isinstance(event, Start)
+
+
+@given(
+    st.text(max_size=20).filter(
+        lambda e: e not in {"connected", "start", "media", "dtmf", "mark", "stop"}
+    )
+)
+def test_unknown_events_name_no_event(name: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_event(frame({"event": name}))
+    assert info.value.event == ""

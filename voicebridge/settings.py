@@ -170,3 +170,13 @@ DEEPGRAM_API_KEY = os.environ.get("DEEPGRAM_API_KEY", "")
 DEEPGRAM_API_URL = os.environ.get("DEEPGRAM_API_URL", "https://api.deepgram.com").rstrip("/")
 TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
 PUBLIC_URL = os.environ.get("PUBLIC_URL", "").rstrip("/")
+# Unsigned Twilio traffic is only ever accepted on a development server with no token to check.
+TWILIO_ALLOW_UNSIGNED = DEBUG and not TWILIO_AUTH_TOKEN
+# Deepgram limits concurrent requests per project; a burst of calls queues here instead of
+# collecting 429s. Retries happen only before the first audio byte, within this many seconds.
+DEEPGRAM_MAX_CONCURRENCY = int(os.environ.get("DEEPGRAM_MAX_CONCURRENCY", "10"))
+DEEPGRAM_RETRY_DEADLINE = float(os.environ.get("DEEPGRAM_RETRY_DEADLINE", "5"))
+DEEPGRAM_FIRST_BYTE_TIMEOUT = float(os.environ.get("DEEPGRAM_FIRST_BYTE_TIMEOUT", "2.5"))
+# Calls still "in progress" after this long belong to a worker that died (Twilio's default
+# call time limit is four hours); `manage.py finish_stale_calls` and server start finish them.
+STALE_CALL_SECONDS = int(os.environ.get("STALE_CALL_SECONDS", str(4 * 3600)))

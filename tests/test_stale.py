@@ -1,0 +1,61 @@
+"""Calls a stopped server left in progress are finished by the command and the first webhook."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+
+from calls import stale
+from calls.models import Call
+
+pytestmark = pytest.mark.django_db
+
+
+def in_progress(call_sid: str, age: timedelta) -> Call:
+    return Call.objects.create(call_sid=call_sid, started_at=timezone.now() - age)
+
+
+def test_command_finishes_only_calls_older_than_any_live_call(settings) -> None:  # noqa: ANN001
+    settings.STALE_CALL_SECONDS = 3600
+    old = in_progress("CAold", timedelta(hours=5))
+    live = in_progress("CAlive", timedelta(minutes=2))
+    out = StringIO()
+    call_command("finish_stale_calls", stdout=out)
+    assert "Finished 1 stale call(s)." in out.getvalue()
+    old.refresh_from_db()
+    live.refresh_from_db()
+    assert old.status == Call.Status.FAILED
+    assert old.ended_at is not None
+    assert "stopped before the call ended" in old.error
+    assert live.status == Call.Status.IN_PROGRESS
+
+
+def test_command_older_than_zero_finishes_everything_in_progress() -> None:
+    in_progress("CAa", timedelta(seconds=1))
+    done = Call.objects.create(
+        call_sid="CAb", started_at=timezone.now(), status=Call.Status.COMPLETED
+    )
+    call_command("finish_stale_calls", "--older-than", "0", stdout=StringIO())
+    assert Call.objects.get(call_sid="CAa").status == Call.Status.FAILED
+    done.refresh_from_db()
+    assert done.status == Call.Status.COMPLETED
+
+
+def test_first_webhook_of_a_process_sweeps_once(
+    client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+    settings,  # noqa: ANN001
+) -> None:
+    settings.STALE_CALL_SECONDS = 60
+    monkeypatch.setattr(stale, "_swept", type(stale._swept)())
+    in_progress("CAold", timedelta(hours=1))
+    client.post("/voice", {"CallSid": "CAnew"})
+    assert Call.objects.get(call_sid="CAold").status == Call.Status.FAILED
+    in_progress("CAold2", timedelta(hours=1))
+    client.post("/voice", {"CallSid": "CAnew2"})
+    assert Call.objects.get(call_sid="CAold2").status == Call.Status.IN_PROGRESS

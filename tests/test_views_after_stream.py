@@ -1,0 +1,62 @@
+"""What Twilio does once the stream ends: <Say> the greeting if none of it played, else hang up."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from calls.models import Call, Greeting
+
+pytestmark = pytest.mark.django_db
+
+
+def verbs(client: Client, call_sid: str) -> list[tuple[str, str | None]]:
+    response = client.post("/voice/after-stream", {"CallSid": call_sid})
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/xml")
+    return [(verb.tag, verb.text) for verb in ET.fromstring(response.content)]
+
+
+def make_call(**fields: object) -> Call:
+    defaults = {"call_sid": "CA1", "started_at": timezone.now(), "greeting": None}
+    return Call.objects.create(**{**defaults, **fields})
+
+
+def test_greeting_that_failed_before_any_audio_is_said_by_twilio(client: Client) -> None:
+    greeting = Greeting.objects.create(
+        name="Bakery", text="Fresh bread & <cake>.", voice="aura-2-thalia-en"
+    )
+    make_call(greeting=greeting, status=Call.Status.FAILED, error="Deepgram answered 401")
+    assert verbs(client, "CA1") == [("Say", "Fresh bread & <cake>."), ("Hangup", None)]
+
+
+@pytest.mark.parametrize(
+    ("status", "first_audio_ms"),
+    [
+        (Call.Status.COMPLETED, 120.0),
+        (Call.Status.INTERRUPTED, 90.0),
+        (Call.Status.FAILED, 150.0),  # some audio played: saying it again would repeat words
+    ],
+)
+def test_greeting_that_played_ends_the_call(
+    client: Client, status: Call.Status, first_audio_ms: float
+) -> None:
+    make_call(status=status, first_audio_ms=first_audio_ms)
+    assert verbs(client, "CA1") == [("Hangup", None)]
+
+
+def test_stream_that_never_started_says_the_default_greeting(client: Client) -> None:
+    assert verbs(client, "CA-unknown") == [("Say", "Hello, how are you today?"), ("Hangup", None)]
+
+
+def test_voice_answer_points_connect_at_the_after_stream_webhook(client: Client) -> None:
+    response = client.post("/voice", {"CallSid": "CA1"})
+    connect = ET.fromstring(response.content).find("Connect")
+    assert connect.get("action") == "http://testserver/voice/after-stream"
+
+
+def test_get_is_refused(client: Client) -> None:
+    assert client.get("/voice/after-stream").status_code == 405
