@@ -10,7 +10,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from calls import services
+from calls import live, services
 from calls.models import Call, Greeting
 from calls.playback import Outcome, Player, Utterance
 from calls.speech import open_cached
@@ -30,6 +30,7 @@ from calls.twilio import (
 logger = logging.getLogger(__name__)
 
 GREETING_MARK = "greeting-end"
+SAY_MARK_PREFIX = "say-"
 
 
 class MediaStreamConsumer(AsyncWebsocketConsumer):
@@ -38,6 +39,10 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
     start: Start | None = None
     player: Player | None = None
     media_frames = 0
+    voice: str | None = None
+    said = 0
+    _live_task: asyncio.Task[None] | None = None
+    _hangup_task: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         self.started_at = 0.0
@@ -94,6 +99,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         params = start.custom_parameters
         self.greeting_id = _int_or_none(params.get("greeting", ""))
         self.player = Player(self.send, start.stream_sid, on_outcome=self._on_outcome)
+        self._live_task = asyncio.get_running_loop().create_task(self._stay_live(start.call_sid))
         # The Call row is written alongside the greeting, never in front of the first audio.
         self._call_row = asyncio.get_running_loop().create_task(
             database_sync_to_async(services.call_start)(
@@ -109,6 +115,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             self.player.say(Utterance("", "", GREETING_MARK, speech=speech))
             return
         greeting = await database_sync_to_async(_greeting_for)(self.greeting_id)
+        self.voice = greeting.voice
         self.player.say(Utterance(greeting.voice, greeting.text, GREETING_MARK))
 
     async def _on_dtmf(self, dtmf: Dtmf) -> None:
@@ -138,6 +145,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         if self.start is None or self._call_row is None:
             return
         call_row, self._call_row = self._call_row, None
+        await self._leave(self.start.call_sid)
         assert self.player is not None
         await self.player.close()
         first_audio_ms = (
@@ -161,9 +169,96 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             interrupted=self.interrupted,
             playback_confirmed=GREETING_MARK in self.player.played_marks,
         )
+        await database_sync_to_async(services.utterances_played)(
+            call_sid=self.start.call_sid,
+            marks=[m for m in self.player.played_marks if m.startswith(SAY_MARK_PREFIX)],
+        )
         logger.info(
             "call %s: ended %s after %d caller frames", self._sid, status, self.media_frames
         )
+
+    async def call_say(self, event: dict[str, Any]) -> None:
+        """Speak text sent through calls.control to this call, after what is queued."""
+        if not self._controllable("say"):
+            return
+        assert self.player is not None and self.start is not None
+        if event.get("interrupt"):
+            await self.player.interrupt()
+        voice = event.get("voice") or await self._call_voice()
+        self.said += 1
+        mark = f"{SAY_MARK_PREFIX}{self.said}"
+        self.player.say(Utterance(voice, event["text"], mark))
+        logger.info("call %s: saying %d characters as %s", self._sid, len(event["text"]), mark)
+        if self._call_row is not None:
+            await asyncio.gather(asyncio.shield(self._call_row), return_exceptions=True)
+        await database_sync_to_async(services.utterance_record)(
+            call_sid=self.start.call_sid,
+            text=event["text"],
+            voice=voice,
+            mark=mark,
+            interrupt=bool(event.get("interrupt")),
+        )
+
+    async def call_clear(self, event: dict[str, Any]) -> None:
+        """Stop the speech playing now and drop what is queued, as calls.control asked."""
+        if self._controllable("clear"):
+            assert self.player is not None
+            if await self.player.interrupt():
+                logger.info("call %s: speech cleared on request", self._sid)
+
+    async def call_hangup(self, event: dict[str, Any]) -> None:
+        """End the call once queued speech has played, as calls.control asked."""
+        if self._controllable("hangup"):
+            # Waiting here would stall this consumer's loop, and with it the mark echoes.
+            self._hangup_task = asyncio.get_running_loop().create_task(self._hang_up())
+
+    async def _hang_up(self) -> None:
+        assert self.player is not None
+        await self.player.idle()
+        logger.info("call %s: hanging up on request", self._sid)
+        await self._finish()
+        await self.close()
+
+    def _controllable(self, action: str) -> bool:
+        if self.player is None or self._call_row is None or self._hangup_task is not None:
+            self._warn_once(f"late-{action}", f"{action} after the call ended or hung up: ignored")
+            return False
+        return True
+
+    async def _call_voice(self) -> str:
+        if self.voice is None:
+            greeting = await database_sync_to_async(_greeting_for)(self.greeting_id)
+            self.voice = greeting.voice
+        return self.voice
+
+    async def _stay_live(self, call_sid: str) -> None:
+        """Join the call's group and keep its presence key fresh while the call lasts."""
+        try:
+            await self.channel_layer.group_add(live.group_name(call_sid), self.channel_name)
+            while True:
+                await live.announce(call_sid)
+                await asyncio.sleep(live.REFRESH_SECONDS)
+        except Exception:
+            # The call itself goes on; only its live control is lost.
+            logger.warning("call %s: live control unavailable", call_sid, exc_info=True)
+
+    async def _leave(self, call_sid: str) -> None:
+        """Stop being reachable for live control."""
+        hangup = self._hangup_task
+        if hangup is not None and hangup is not asyncio.current_task():
+            hangup.cancel()
+        task, self._live_task = self._live_task, None
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        results = await asyncio.gather(
+            live.withdraw(call_sid),
+            self.channel_layer.group_discard(live.group_name(call_sid), self.channel_name),
+            return_exceptions=True,
+        )
+        if any(isinstance(result, Exception) for result in results):
+            logger.warning("call %s: could not withdraw from live control: %s", call_sid, results)
 
     @property
     def _sid(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from calls.models import Call, Greeting
+from calls.models import Call, CallUtterance, Greeting
 
 # What a caller hears when no greeting exists at all (the data migration creates this one).
 FALLBACK_GREETING = Greeting(
@@ -76,6 +76,24 @@ def call_end(
             interrupted=interrupted,
             playback_confirmed=playback_confirmed,
         )
+
+
+def utterance_record(
+    *, call_sid: str, text: str, voice: str, mark: str, interrupt: bool = False
+) -> CallUtterance | None:
+    """Record something said into a live call; None when the call has no row."""
+    call = Call.objects.filter(call_sid=call_sid).first()
+    if call is None:
+        return None
+    return CallUtterance.objects.create(
+        call=call, text=text, voice=voice, mark=mark[:32], interrupt=interrupt
+    )
+
+
+def utterances_played(*, call_sid: str, marks: list[str]) -> None:
+    """Mark the call's utterances whose marks Twilio echoed after playing them."""
+    if marks:
+        CallUtterance.objects.filter(call__call_sid=call_sid, mark__in=marks).update(played=True)
 
 
 def _greeting_exists(greeting_id: int) -> bool:

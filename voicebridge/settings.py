@@ -166,3 +166,5 @@ DEEPGRAM_API_KEY = os.environ.get("DEEPGRAM_API_KEY", "")
 DEEPGRAM_API_URL = os.environ.get("DEEPGRAM_API_URL", "https://api.deepgram.com").rstrip("/")
 TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
 PUBLIC_URL = os.environ.get("PUBLIC_URL", "").rstrip("/")
+# Bearer token for the live-call control API (/api/calls/...); the API is off while it is empty.
+VOICEBRIDGE_API_TOKEN = os.environ.get("VOICEBRIDGE_API_TOKEN", "")
