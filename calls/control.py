@@ -39,7 +39,7 @@ async def asay(
         raise InvalidCommand("text must be a non-empty string")
     if len(text) > MAX_SAY_CHARS:
         raise InvalidCommand(f"text is longer than {MAX_SAY_CHARS} characters")
-    if voice is not None and voice not in VOICES:
+    if voice is not None and (not isinstance(voice, str) or voice not in VOICES):
         raise InvalidCommand(f"unknown voice {voice!r}")
     if not isinstance(interrupt, bool):
         raise InvalidCommand("interrupt must be true or false")

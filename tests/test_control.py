@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import json
-
 import pytest
-from channels.testing import WebsocketCommunicator
 from django.core.cache import caches
 
 from calls import control, live
 from calls.fake_deepgram import FakeDeepgram, fake_audio
 from calls.models import Call, CallUtterance
 from tests import frames
-from voicebridge.asgi import application
+from tests.streams import audio_until_mark, hang_up, open_live_stream, played, receive
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -27,46 +22,12 @@ def no_live_calls() -> None:
     caches[live.CACHE_ALIAS].clear()
 
 
-async def open_stream() -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, "/twilio")
-    connected, _ = await communicator.connect()
-    assert connected
-    await communicator.send_to(text_data=frames.connected())
-    await communicator.send_to(text_data=frames.start())
-    async with asyncio.timeout(5):
-        while not await live.is_live(frames.CALL_SID):
-            await asyncio.sleep(0.01)
-    return communicator
-
-
-async def receive(communicator: WebsocketCommunicator) -> dict:
-    return json.loads(await communicator.receive_from(timeout=5))
-
-
-async def audio_until_mark(communicator: WebsocketCommunicator) -> tuple[bytes, str]:
-    audio = bytearray()
-    while (message := await receive(communicator))["event"] == "media":
-        audio += base64.b64decode(message["media"]["payload"])
-    assert message["event"] == "mark", message
-    return bytes(audio), message["mark"]["name"]
-
-
-async def played(communicator: WebsocketCommunicator, mark: str) -> None:
-    await communicator.send_to(text_data=frames.mark(mark))
-
-
-async def hang_up(communicator: WebsocketCommunicator) -> None:
-    await communicator.send_to(text_data=frames.stop())
-    assert (await communicator.receive_output(timeout=5))["type"] == "websocket.close"
-    await communicator.disconnect()
-
-
 async def utterances() -> list[CallUtterance]:
     return [u async for u in CallUtterance.objects.filter(call__call_sid=frames.CALL_SID)]
 
 
 async def test_say_speaks_after_the_greeting_and_is_recorded(deepgram: FakeDeepgram) -> None:
-    communicator = await open_stream()
+    communicator = await open_live_stream()
     assert await audio_until_mark(communicator) == (GREETING_AUDIO, "greeting-end")
     await played(communicator, "greeting-end")
 
@@ -89,7 +50,7 @@ async def test_say_speaks_after_the_greeting_and_is_recorded(deepgram: FakeDeepg
 
 async def test_say_while_the_greeting_plays_waits_for_it(deepgram: FakeDeepgram) -> None:
     deepgram.hold()
-    communicator = await open_stream()
+    communicator = await open_live_stream()
     await control.asay(frames.CALL_SID, TABLE_READY, "aura-2-thalia-en")
     deepgram.release()
     assert await audio_until_mark(communicator) == (GREETING_AUDIO, "greeting-end")
@@ -105,7 +66,7 @@ async def test_say_while_the_greeting_plays_waits_for_it(deepgram: FakeDeepgram)
 
 async def test_say_with_interrupt_clears_the_greeting_first(deepgram: FakeDeepgram) -> None:
     deepgram.hold()
-    communicator = await open_stream()
+    communicator = await open_live_stream()
     assert (await receive(communicator))["event"] == "media"
     await control.asay(frames.CALL_SID, TABLE_READY, interrupt=True)
     assert await receive(communicator) == {"event": "clear", "streamSid": frames.STREAM_SID}
@@ -120,7 +81,7 @@ async def test_say_with_interrupt_clears_the_greeting_first(deepgram: FakeDeepgr
 
 async def test_clear_stops_the_speech(deepgram: FakeDeepgram) -> None:
     deepgram.hold()
-    communicator = await open_stream()
+    communicator = await open_live_stream()
     assert (await receive(communicator))["event"] == "media"
     await control.aclear(frames.CALL_SID)
     assert await receive(communicator) == {"event": "clear", "streamSid": frames.STREAM_SID}
@@ -130,7 +91,7 @@ async def test_clear_stops_the_speech(deepgram: FakeDeepgram) -> None:
 
 
 async def test_hangup_lets_queued_speech_play_then_closes(deepgram: FakeDeepgram) -> None:
-    communicator = await open_stream()
+    communicator = await open_live_stream()
     await control.asay(frames.CALL_SID, TABLE_READY)
     await control.ahangup(frames.CALL_SID)
     assert await audio_until_mark(communicator) == (GREETING_AUDIO, "greeting-end")
@@ -152,7 +113,7 @@ async def test_hangup_lets_queued_speech_play_then_closes(deepgram: FakeDeepgram
 async def test_a_call_that_is_not_live_refuses_commands(deepgram: FakeDeepgram) -> None:
     with pytest.raises(control.CallNotLive):
         await control.asay(frames.CALL_SID, TABLE_READY)
-    communicator = await open_stream()
+    communicator = await open_live_stream()
     await audio_until_mark(communicator)
     await hang_up(communicator)
     for command in (control.aclear, control.ahangup):
