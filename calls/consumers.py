@@ -169,10 +169,11 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             interrupted=self.interrupted,
             playback_confirmed=GREETING_MARK in self.player.played_marks,
         )
-        await database_sync_to_async(services.utterances_played)(
-            call_sid=self.start.call_sid,
-            marks=[m for m in self.player.played_marks if m.startswith(SAY_MARK_PREFIX)],
-        )
+        said_and_played = [m for m in self.player.played_marks if m.startswith(SAY_MARK_PREFIX)]
+        if said_and_played:
+            await database_sync_to_async(services.utterances_played)(
+                call_sid=self.start.call_sid, marks=said_and_played
+            )
         logger.info(
             "call %s: ended %s after %d caller frames", self._sid, status, self.media_frames
         )
