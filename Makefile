@@ -29,8 +29,10 @@ run: $(VENV)/.runtime
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py collectstatic --noinput -v 0
 	DEBUG=$${DEBUG:-1} $(BIN)/daphne -b $(HOST) -p $(PORT) voicebridge.asgi:application
 
+# The whole suite on SQLite, then the database tests again on PostgreSQL when it answers.
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest
+	$(BIN)/python -m tests.on_postgres -q
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench

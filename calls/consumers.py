@@ -11,8 +11,8 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from calls import services, shutdown
-from calls.models import Call
+from calls import live, services, shutdown
+from calls.models import Call, Greeting
 from calls.playback import Outcome, Player, Utterance
 from calls.signatures import (
     REFUSALS,
@@ -39,6 +39,7 @@ from calls.twilio import (
 logger = logging.getLogger(__name__)
 
 GREETING_MARK = "greeting-end"
+SAY_MARK_PREFIX = "say-"
 
 
 class MediaStreamConsumer(AsyncWebsocketConsumer):
@@ -48,6 +49,11 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
     player: Player | None = None
     _finishing: asyncio.Task[None] | None = None
     media_frames = 0
+    voice: str | None = None
+    said = 0
+    _live_task: asyncio.Task[None] | None = None
+    _hangup_task: asyncio.Task[None] | None = None
+    _hanging_up = False
 
     async def connect(self) -> None:
         self.started_at = 0.0
@@ -147,6 +153,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         shutdown.track(self._end_for_shutdown)
         self.greeting_id = _int_or_none(params.get("greeting", ""))
         self.player = Player(self.send, start.stream_sid, on_outcome=self._on_outcome)
+        self._live_task = asyncio.get_running_loop().create_task(self._stay_live(start.call_sid))
         # The Call row is written alongside the greeting, never in front of the first audio.
         self._call_row = asyncio.get_running_loop().create_task(
             database_sync_to_async(services.call_start)(
@@ -161,15 +168,13 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         if speech is not None:
             self.player.say(Utterance("", "", GREETING_MARK, speech=speech))
             return
-        greeting = await database_sync_to_async(services.greeting_get)(greeting_id=self.greeting_id)
-        if greeting is None:
-            if params.get("greeting"):
-                logger.warning(
-                    "call %s: greeting %r does not exist; speaking the default greeting",
-                    self._sid,
-                    params["greeting"][:40],
-                )
-            greeting = await database_sync_to_async(services.greeting_default)()
+        greeting = await self._greeting()
+        if params.get("greeting") and greeting.pk != self.greeting_id:
+            logger.warning(
+                "call %s: greeting %r does not exist; speaking the default greeting",
+                self._sid,
+                params["greeting"][:40],
+            )
         self.player.say(Utterance(greeting.voice, greeting.text, GREETING_MARK))
 
     async def _on_dtmf(self, dtmf: Dtmf) -> None:
@@ -214,6 +219,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         assert self.start is not None and self._call_row is not None
         shutdown.untrack(self._end_for_shutdown)
         call_row, self._call_row = self._call_row, None
+        await self._leave(self.start.call_sid)
         assert self.player is not None
         await self.player.close()
         first_audio_ms = (
@@ -238,9 +244,106 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             interrupted=self.interrupted,
             playback_confirmed=GREETING_MARK in self.player.played_marks,
         )
+        said_and_played = [m for m in self.player.played_marks if m.startswith(SAY_MARK_PREFIX)]
+        if said_and_played:
+            await database_sync_to_async(services.utterances_played)(
+                call_sid=self.start.call_sid, marks=said_and_played
+            )
         logger.info(
             "call %s: ended %s after %d caller frames", self._sid, status, self.media_frames
         )
+
+    async def call_say(self, event: dict[str, Any]) -> None:
+        """Speak text sent through calls.control to this call, after what is queued."""
+        if not self._controllable("say"):
+            return
+        assert self.player is not None and self.start is not None
+        if event.get("interrupt"):
+            await self.player.interrupt()
+        voice = event.get("voice") or await self._call_voice()
+        self.said += 1
+        mark = f"{SAY_MARK_PREFIX}{self.said}"
+        self.player.say(Utterance(voice, event["text"], mark))
+        logger.info("call %s: saying %d characters as %s", self._sid, len(event["text"]), mark)
+        if self._call_row is not None:
+            await asyncio.gather(asyncio.shield(self._call_row), return_exceptions=True)
+        await database_sync_to_async(services.utterance_record)(
+            call_sid=self.start.call_sid,
+            text=event["text"],
+            voice=voice,
+            mark=mark,
+            interrupt=bool(event.get("interrupt")),
+        )
+
+    async def call_clear(self, event: dict[str, Any]) -> None:
+        """Stop the speech playing now and drop what is queued, as calls.control asked."""
+        if self._controllable("clear"):
+            assert self.player is not None
+            if await self.player.interrupt():
+                logger.info("call %s: speech cleared on request", self._sid)
+
+    async def call_hangup(self, event: dict[str, Any]) -> None:
+        """End the call once queued speech has played, as calls.control asked."""
+        if self._controllable("hangup"):
+            # Waiting here would stall this consumer's loop, and with it the mark echoes.
+            self._hangup_task = asyncio.get_running_loop().create_task(self._hang_up())
+
+    async def _hang_up(self) -> None:
+        assert self.player is not None
+        await self.player.idle()
+        self._hanging_up = True
+        logger.info("call %s: hanging up on request", self._sid)
+        await self._finish()
+        await self.close()
+
+    def _controllable(self, action: str) -> bool:
+        if self.player is None or self._call_row is None or self._hangup_task is not None:
+            self._warn_once(f"late-{action}", f"{action} after the call ended or hung up: ignored")
+            return False
+        return True
+
+    async def _call_voice(self) -> str:
+        if self.voice is None:
+            await self._greeting()
+        return self.voice
+
+    async def _greeting(self) -> Greeting:
+        """Return the call's greeting, or the default one when it names none that exists."""
+        greeting = await database_sync_to_async(services.greeting_get)(greeting_id=self.greeting_id)
+        if greeting is None:
+            greeting = await database_sync_to_async(services.greeting_default)()
+        self.voice = greeting.voice
+        return greeting
+
+    async def _stay_live(self, call_sid: str) -> None:
+        """Join the call's group and keep its presence key fresh while the call lasts."""
+        try:
+            await self.channel_layer.group_add(live.group_name(call_sid), self.channel_name)
+            while True:
+                await live.announce(call_sid)
+                await asyncio.sleep(live.REFRESH_SECONDS)
+        except Exception:
+            # The call itself goes on; only its live control is lost.
+            logger.warning("call %s: live control unavailable", call_sid, exc_info=True)
+
+    async def _leave(self, call_sid: str) -> None:
+        """Stop being reachable for live control."""
+        hangup = self._hangup_task
+        if hangup is not None and not self._hanging_up:
+            # The call ended some other way while a hang-up still waited for its speech.
+            hangup.cancel()
+        task, self._live_task = self._live_task, None
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        results = await asyncio.gather(
+            live.withdraw(call_sid),
+            self.channel_layer.group_discard(live.group_name(call_sid), self.channel_name),
+            return_exceptions=True,
+        )
+        if any(isinstance(result, Exception) for result in results):
+            logger.warning("call %s: could not withdraw from live control: %s", call_sid, results)
 
     @property
     def _sid(self) -> str:

@@ -93,6 +93,7 @@ class Call(models.Model):
     class Meta:
         ordering = ["-started_at"]
         indexes = [models.Index(fields=["status", "started_at"])]
+        permissions = [("control_call", "Can speak to, silence and hang up live calls")]
 
     def __str__(self) -> str:
         return self.call_sid
@@ -103,3 +104,25 @@ class Call(models.Model):
         if self.ended_at is None:
             return None
         return self.ended_at - self.started_at
+
+
+class CallUtterance(models.Model):
+    """Something an application said into a live call through the control API or the admin."""
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="utterances")
+    text = models.TextField()
+    voice = models.CharField(max_length=64)
+    interrupt = models.BooleanField(
+        "interrupting", default=False, help_text="Cleared what was playing before speaking."
+    )
+    mark = models.CharField(max_length=32)
+    played = models.BooleanField(
+        "playback confirmed", default=False, help_text="Twilio echoed the mark sent after it."
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["requested_at", "pk"]
+
+    def __str__(self) -> str:
+        return self.text[:60]

@@ -58,6 +58,7 @@ class Player:
         self.flushed_marks: set[str] = set()
         self.played_marks: list[str] = []
         self.first_audio_at: float | None = None
+        self._idle_waiters: list[asyncio.Future[None]] = []
 
     @property
     def busy(self) -> bool:
@@ -81,9 +82,22 @@ class Player:
         await self._send(clear_message(self.stream_sid))
         return True
 
+    async def idle(self) -> None:
+        """Return once everything queued has been sent and Twilio has echoed its marks."""
+        if not self.busy:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._idle_waiters:
+                self._idle_waiters.remove(waiter)
+
     def mark_echoed(self, name: str) -> bool:
         """Note Twilio's echo of a mark; True when it means the audio really played."""
         self.pending_marks.discard(name)
+        self._wake_idle()
         if name in self.flushed_marks:
             self.flushed_marks.discard(name)
             return False
@@ -97,11 +111,22 @@ class Player:
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        self._wake_idle(force=True)
 
     def _advance(self) -> None:
         if (self._task is None or self._task.done()) and self._queue:
             self._task = asyncio.get_running_loop().create_task(self._play(self._queue.popleft()))
-            self._task.add_done_callback(lambda _: self._advance())
+            self._task.add_done_callback(self._played)
+
+    def _played(self, _: asyncio.Task[None]) -> None:
+        self._advance()
+        self._wake_idle()
+
+    def _wake_idle(self, *, force: bool = False) -> None:
+        if force or not self.busy:
+            for waiter in self._idle_waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def _play(self, utterance: Utterance) -> None:
         sent = 0

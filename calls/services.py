@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from calls.models import Call, Greeting
+from calls.models import Call, CallUtterance, Greeting
 
 # What a caller hears when no greeting exists at all (the data migration creates this one).
 FALLBACK_GREETING = Greeting(
@@ -94,6 +94,24 @@ def calls_finish_stale(*, older_than: timedelta) -> int:
         ended_at=timezone.now(),
         error="The server handling this call stopped before the call ended.",
     )
+
+
+def utterance_record(
+    *, call_sid: str, text: str, voice: str, mark: str, interrupt: bool = False
+) -> CallUtterance | None:
+    """Record something said into a live call; None when the call has no row."""
+    call = Call.objects.filter(call_sid=call_sid).first()
+    if call is None:
+        return None
+    return CallUtterance.objects.create(
+        call=call, text=text, voice=voice, mark=mark[:32], interrupt=interrupt
+    )
+
+
+def utterances_played(*, call_sid: str, marks: list[str]) -> None:
+    """Mark the call's utterances whose marks Twilio echoed after playing them."""
+    if marks:
+        CallUtterance.objects.filter(call__call_sid=call_sid, mark__in=marks).update(played=True)
 
 
 def _greeting_exists(greeting_id: int) -> bool:

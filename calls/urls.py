@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from django.urls import path
 
-from calls import views
+from calls import api, views
 
 app_name = "calls"
 
 urlpatterns = [
     path("voice", views.voice, name="voice"),
     path("voice/after-stream", views.after_stream, name="after-stream"),
+    path("api/calls/<str:call_sid>/say", api.say, name="api-say"),
+    path("api/calls/<str:call_sid>/clear", api.clear, name="api-clear"),
+    path("api/calls/<str:call_sid>/hangup", api.hangup, name="api-hangup"),
 ]

@@ -180,3 +180,5 @@ DEEPGRAM_FIRST_BYTE_TIMEOUT = float(os.environ.get("DEEPGRAM_FIRST_BYTE_TIMEOUT"
 # Calls still "in progress" after this long belong to a worker that died (Twilio's default
 # call time limit is four hours); `manage.py finish_stale_calls` and server start finish them.
 STALE_CALL_SECONDS = int(os.environ.get("STALE_CALL_SECONDS", str(4 * 3600)))
+# Bearer token for the live-call control API (/api/calls/...); the API is off while it is empty.
+VOICEBRIDGE_API_TOKEN = os.environ.get("VOICEBRIDGE_API_TOKEN", "")

@@ -1,0 +1,56 @@
+"""Which calls are live on any worker: a presence key per call in the shared cache, and the
+channel-layer group that reaches the call's consumer."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+
+from asgiref.sync import sync_to_async
+from django.core.cache import caches
+
+CACHE_ALIAS = "default"
+# A worker refreshes its calls' keys this often; a killed worker's calls vanish one TTL later.
+REFRESH_SECONDS = 20.0
+TTL_SECONDS = 60
+
+_GROUP_SAFE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def group_name(call_sid: str) -> str:
+    """Name the channel-layer group of a call (groups allow only short ASCII names)."""
+    if _GROUP_SAFE.fullmatch(call_sid):
+        return f"call.{call_sid}"
+    return "call.h" + hashlib.sha256(call_sid.encode()).hexdigest()[:48]
+
+
+def _key(call_sid: str) -> str:
+    return f"live-call:{group_name(call_sid)}"
+
+
+async def _cache_call(method: str, *args: object) -> object:
+    # Redis' client blocks; run it off the event loop, as the speech cache does.
+    return await sync_to_async(getattr(caches[CACHE_ALIAS], method), thread_sensitive=False)(*args)
+
+
+async def announce(call_sid: str) -> None:
+    """Record (or refresh) that this call's consumer is reachable through its group."""
+    await _cache_call("set", _key(call_sid), 1, TTL_SECONDS)
+
+
+async def withdraw(call_sid: str) -> None:
+    """Record that this call is no longer reachable."""
+    await _cache_call("delete", _key(call_sid))
+
+
+async def is_live(call_sid: str) -> bool:
+    """Whether a consumer on some worker holds this call right now."""
+    return await _cache_call("get", _key(call_sid)) is not None
+
+
+def live_among(call_sids: Iterable[str]) -> set[str]:
+    """Return which of these calls are live (one cache round trip)."""
+    keys = {_key(sid): sid for sid in call_sids}
+    found = caches[CACHE_ALIAS].get_many(list(keys))
+    return {keys[key] for key in found}

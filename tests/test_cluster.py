@@ -1,0 +1,56 @@
+"""Two daphne workers sharing Redis and PostgreSQL: a call on one is spoken to through the other."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from calls.cluster import Cluster, call_controlled_elsewhere, missing_servers, running_cluster
+from calls.fake_deepgram import fake_audio, running_in_thread
+
+pytestmark = pytest.mark.e2e
+
+TABLE_READY = "Your table for two is ready at the window."
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    reason = missing_servers()
+    if reason is not None:
+        pytest.skip(f"two-worker test needs Redis and PostgreSQL: {reason}")
+    with (
+        running_in_thread(chunk_size=400) as deepgram,
+        running_cluster(
+            workers=2, deepgram_url=deepgram.url, tmp_dir=tmp_path_factory.mktemp("cluster")
+        ) as running,
+    ):
+        yield running
+
+
+async def test_say_through_one_worker_reaches_a_call_on_another(
+    cluster: Cluster,
+) -> None:
+    running = cluster
+    first, second = running.workers
+    call = await call_controlled_elsewhere(first.url, second.url, running.api_token, TABLE_READY)
+    report = call.report
+    assert not report.errors, (report.errors, running.logs())
+    assert (call.say_status, call.hangup_status) == (202, 202), running.logs()
+    assert report.audio == (
+        fake_audio("aura-asteria-en", "Hello, how are you today?")
+        + fake_audio("aura-asteria-en", TABLE_READY)
+    )
+    assert report.marks == ("greeting-end", "say-1")
+    # The server ended the stream, which ends the TwiML and with it the call.
+    assert report.close_code == 1000
+    assert call.say_to_audio is not None
+
+    with psycopg.connect(running.database_url) as conn:
+        status, text, played = conn.execute(
+            "SELECT c.status, u.text, u.played FROM calls_call c"
+            " JOIN calls_callutterance u ON u.call_id = c.id WHERE c.call_sid = %s",
+            (report.call_sid,),
+        ).fetchone()
+    assert (status, text, played) == ("completed", TABLE_READY, True)
