@@ -37,6 +37,7 @@ class GreetingAdmin(admin.ModelAdmin):
     readonly_fields = ("player", "called_numbers")
 
     class Media:
+        css = {"all": ("calls/listen.css",)}
         js = ("calls/listen.js",)
 
     def get_urls(self) -> list[URLPattern]:
@@ -64,11 +65,10 @@ class GreetingAdmin(admin.ModelAdmin):
         version = speech_key(saved.voice, saved.text)[-12:]
         url = reverse("admin:calls_greeting_listen", args=[saved.pk])
         return format_html(
-            '<div class="listen">'
-            '<button type="button" class="button" data-listen="greeting-audio">Listen</button> '
+            '<div class="listen"><div class="listen-player">'
+            '<button type="button" class="button" data-listen="greeting-audio">Listen</button>'
             '<audio id="greeting-audio" controls preload="metadata" src="{}?v={}"></audio>'
-            '<p class="help">{} characters, {} s spoken (as saved)</p>'
-            "</div>",
+            '</div><p class="listen-facts">{} characters, {} s spoken (as saved)</p></div>',
             url,
             version,
             len(saved.text),
