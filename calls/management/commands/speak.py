@@ -30,6 +30,9 @@ class Command(BaseCommand):
         "also checks DEEPGRAM_API_KEY and DEEPGRAM_API_URL."
     )
 
+    # A missing key is reported by the command itself, with what to do about it.
+    requires_system_checks: list[str] = []
+
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("text", help='The words to speak; "-" reads them from standard input.')
         parser.add_argument(
