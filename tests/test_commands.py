@@ -106,8 +106,14 @@ def test_speak_says_what_to_do_about_a_bad_voice(
         run("speak", "Hello.", "--voice", "thalia", "--out", str(tmp_path / "x.wav"))
 
 
+def test_speak_needs_words(speak_deepgram: FakeDeepgram) -> None:
+    with pytest.raises(CommandError, match="nothing to speak"):
+        run("speak", "  ")
+    assert speak_deepgram.requests == []
+
+
 def test_speak_lists_voices() -> None:
-    out, _ = run("speak", "-", "--list-voices")
+    out, _ = run("speak", "--list-voices")
     assert "aura-2-thalia-en" in out
     assert "aura-asteria-en" in out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import textwrap
 from argparse import ArgumentParser, RawDescriptionHelpFormatter
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ class Command(BaseCommand):
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> ArgumentParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         parser.formatter_class = RawDescriptionHelpFormatter
+        parser.description = textwrap.fill(self.help, 79)
         parser.epilog = (
             "examples:\n"
             "  manage.py simulate_call --url http://127.0.0.1:8000\n"
@@ -56,17 +58,20 @@ class Command(BaseCommand):
         parser.add_argument(
             "--to",
             default="+15550100000",
+            metavar="NUMBER",
             help="The called number, Twilio's To (default %(default)s); picks the greeting.",
         )
         parser.add_argument(
             "--from",
             dest="from_",
             default="+15550199999",
+            metavar="NUMBER",
             help="The caller's number, Twilio's From (default %(default)s).",
         )
         parser.add_argument(
             "--out",
             type=Path,
+            metavar="FILE.wav",
             help="Write what the caller heard to this WAV file (16-bit PCM, 8 kHz mono).",
         )
         parser.add_argument(
@@ -87,6 +92,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--timeout",
             type=float,
+            metavar="SECONDS",
             default=60.0,
             help="Give up after this many seconds in all (default %(default)s).",
         )
@@ -98,11 +104,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--auth-token",
             default=None,
+            metavar="TOKEN",
             help="Twilio auth token to sign with (default: TWILIO_AUTH_TOKEN; unsigned if unset).",
         )
         parser.add_argument(
             "--public-url",
             default=None,
+            metavar="URL",
             help="The address Twilio uses, which signatures cover (default: PUBLIC_URL, "
             "else --url).",
         )

@@ -34,23 +34,27 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("text", help='The words to speak; "-" reads them from standard input.')
+        parser.add_argument(
+            "text", nargs="?", default="", help='The words to speak; "-" reads them from stdin.'
+        )
         parser.add_argument(
             "--voice",
             default=DEFAULT_VOICE,
+            metavar="VOICE",
             help="The Aura voice, for example aura-2-thalia-en (default %(default)s). "
             "--list-voices shows the voices the admin offers.",
         )
         parser.add_argument(
             "--out",
             type=Path,
+            metavar="FILE.wav",
             default=Path("speech.wav"),
             help="The WAV file to write (default %(default)s).",
         )
         parser.add_argument(
             "--list-voices",
             action="store_true",
-            help="Print the voices greetings can use and exit (TEXT is then ignored).",
+            help="Print the voices greetings can use and exit.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -62,7 +66,7 @@ class Command(BaseCommand):
             return
         text = sys.stdin.read() if options["text"] == "-" else options["text"]
         if not text.strip():
-            raise CommandError("There is nothing to speak: give some words as TEXT.")
+            raise CommandError('There is nothing to speak: give the words, e.g. speak "Hello."')
         voice = options["voice"]
         if voice not in KNOWN_VOICES:
             self.stderr.write(
