@@ -82,7 +82,7 @@ class GreetingAdmin(admin.ModelAdmin):
         routes = reverse("admin:calls_phonenumber_changelist")
         if not numbers:
             return format_html(
-                'None: calls reach it only as the default. <a href="{}">Route a number</a>', routes
+                'No number is routed to this greeting. <a href="{}">Route a number</a>', routes
             )
         return format_html(
             '{} <a href="{}?greeting__id__exact={}">Edit routes</a>',

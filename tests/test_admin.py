@@ -83,7 +83,7 @@ async def test_the_greeting_page_lists_its_numbers(deepgram: FakeDeepgram) -> No
     assert f"/admin/calls/phonenumber/?greeting__id__exact={support.pk}" in html
     default = await Greeting.objects.aget(is_default=True)
     html = (await client.get(f"/admin/calls/greeting/{default.pk}/change/")).content.decode()
-    assert "calls reach it only as the default" in html
+    assert "No number is routed to this greeting." in html
 
 
 @pytest.mark.django_db
