@@ -29,8 +29,20 @@ run: $(VENV)/.runtime
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py collectstatic --noinput -v 0
 	DEBUG=$${DEBUG:-1} $(BIN)/daphne -b $(HOST) -p $(PORT) voicebridge.asgi:application
 
+# The browser tests drive Debian's Chromium; install it when missing and apt-get can (as root).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Chromium for the browser tests (apt-get)..."; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+			|| echo "Chromium could not be installed: the browser tests will be skipped."; \
+	else \
+		echo "Chromium is missing and cannot be installed here (needs root and apt-get):" \
+			"the browser tests will be skipped."; \
+	fi
+
 # The whole suite on SQLite, then the database tests again on PostgreSQL when it answers.
-test: $(VENV)/.dev
+test: $(VENV)/.dev $(CHROMIUM)
 	$(BIN)/python -m pytest
 	$(BIN)/python -m tests.on_postgres -q
 

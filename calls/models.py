@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 
 from calls.voices import DEFAULT_VOICE, VOICE_CHOICES
@@ -56,6 +58,49 @@ class Greeting(models.Model):
             # Marking this one the default takes the mark from any other.
             Greeting.objects.filter(is_default=True).exclude(pk=self.pk).update(is_default=False)
         super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+
+# Twilio sends `To` in E.164: a plus, a country code, at most 15 digits in all.
+validate_e164 = RegexValidator(
+    r"^\+[1-9]\d{1,14}$",
+    "Enter the number in E.164 form, as Twilio sends it: a plus, the country code, then "
+    "the digits, for example +15550100000.",
+)
+_NUMBER_PUNCTUATION = re.compile(r"[\s().\-]")
+
+
+def normalize_number(value: str) -> str:
+    """Drop the spaces, dots, dashes and brackets people type inside phone numbers."""
+    return _NUMBER_PUNCTUATION.sub("", value)
+
+
+class PhoneNumber(models.Model):
+    number = models.CharField(
+        # Room for the spaces and dashes people type; what is stored is plain E.164.
+        max_length=32,
+        unique=True,
+        validators=[validate_e164],
+        help_text="A Twilio number callers dial (the webhook's To), for example +15550100000.",
+    )
+    greeting = models.ForeignKey(
+        Greeting,
+        on_delete=models.CASCADE,
+        related_name="numbers",
+        help_text="What callers to this number hear.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["number"]
+        verbose_name = "called number"
+
+    def __str__(self) -> str:
+        return self.number
+
+    def clean_fields(self, exclude: object = None) -> None:
+        self.number = normalize_number(self.number or "")
+        super().clean_fields(exclude)  # type: ignore[arg-type]
 
 
 class Call(models.Model):

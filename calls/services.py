@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from calls.models import Call, CallUtterance, Greeting
+from calls.models import Call, CallUtterance, Greeting, PhoneNumber
 
 # What a caller hears when no greeting exists at all (the data migration creates this one).
 FALLBACK_GREETING = Greeting(
@@ -23,6 +23,12 @@ def greeting_default() -> Greeting:
     """Return the default greeting, or the built-in one when none is marked."""
     greeting = Greeting.objects.filter(is_default=True).first()
     return greeting or Greeting.objects.order_by("pk").first() or FALLBACK_GREETING
+
+
+def greeting_for_number(to: str) -> Greeting:
+    """Return the greeting routed to the called number, else the default greeting."""
+    route = PhoneNumber.objects.select_related("greeting").filter(number=to.strip()).first()
+    return route.greeting if route else greeting_default()
 
 
 def greeting_get(*, greeting_id: int | None) -> Greeting | None:

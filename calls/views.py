@@ -51,7 +51,7 @@ def voice(request: HttpRequest) -> HttpResponse:
     """Answer an incoming call: an optional <Say>, then <Connect><Stream> to /twilio."""
     data = request.POST if request.method == "POST" else request.GET
     sweep_once()
-    greeting = services.greeting_default()
+    greeting = services.greeting_for_number(data.get("To", ""))
     parameters = [
         ("greeting", str(greeting.pk or "")),
         ("speech", speech_key(greeting.voice, greeting.text)),

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('calls', '0002_default_greeting'),
+        ('calls', '0003_phonenumber'),
     ]
 
     operations = [
