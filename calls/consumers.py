@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -39,6 +40,37 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
     player: Player | None = None
     media_frames = 0
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Caller audio arrives 50 times a second for the whole call and we do not use it.
+        # Channels would hand each frame to a new task and a handler lookup (await_many_dispatch,
+        # dispatch, websocket_receive, receive): counted here instead, inside the one pending
+        # receive, a media frame costs the server about what reading it from the socket costs.
+        async def receive_events() -> dict[str, Any]:
+            while True:
+                message = await receive()
+                text = message.get("text")
+                if (
+                    text is None
+                    or message["type"] != "websocket.receive"
+                    or not is_media(text)
+                    or len(text) > MAX_FRAME_CHARS
+                ):
+                    return message
+                if self.start is None:
+                    self._warn_once("media-before-start", "media before start: ignored")
+                self.media_frames += 1
+
+        await super().__call__(scope, receive_events, send)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale database connections before every handler, a hop to the one
+        # sync thread that queues behind other calls' writes. Our database work all runs
+        # through database_sync_to_async, which closes them itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     async def connect(self) -> None:
         self.started_at = 0.0
         self.error = ""
@@ -50,13 +82,6 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         await self.accept()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        # Caller audio arrives 50 times a second for the whole call and we do not use it: keep
-        # this path to a prefix match and a counter.
-        if text_data is not None and is_media(text_data) and len(text_data) <= MAX_FRAME_CHARS:
-            if self.start is None:
-                self._warn_once("media-before-start", "media before start: ignored")
-            self.media_frames += 1
-            return
         if text_data is None:
             self._warn_once("binary", "binary frame: Twilio sends only text; ignored")
             return
@@ -94,7 +119,14 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         params = start.custom_parameters
         self.greeting_id = _int_or_none(params.get("greeting", ""))
         self.player = Player(self.send, start.stream_sid, on_outcome=self._on_outcome)
-        # The Call row is written alongside the greeting, never in front of the first audio.
+        speech = await open_cached(params["speech"]) if params.get("speech") else None
+        if speech is not None:
+            self.player.say(Utterance("", "", GREETING_MARK, speech=speech))
+        else:
+            greeting = await database_sync_to_async(_greeting_for)(self.greeting_id)
+            self.player.say(Utterance(greeting.voice, greeting.text, GREETING_MARK))
+        # The Call row is written once the greeting is under way: database writes share one
+        # thread, and the greeting's look-up must not queue behind other calls' rows.
         self._call_row = asyncio.get_running_loop().create_task(
             database_sync_to_async(services.call_start)(
                 call_sid=start.call_sid,
@@ -104,12 +136,6 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                 greeting_id=self.greeting_id,
             )
         )
-        speech = await open_cached(params["speech"]) if params.get("speech") else None
-        if speech is not None:
-            self.player.say(Utterance("", "", GREETING_MARK, speech=speech))
-            return
-        greeting = await database_sync_to_async(_greeting_for)(self.greeting_id)
-        self.player.say(Utterance(greeting.voice, greeting.text, GREETING_MARK))
 
     async def _on_dtmf(self, dtmf: Dtmf) -> None:
         assert self.player is not None

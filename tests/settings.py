@@ -11,3 +11,10 @@ os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 
 from voicebridge.settings import *  # noqa: E402,F403
+
+# Tests keep rendered speech in memory; servers they start use files beside their logs.
+CACHES["speech"] = {  # noqa: F405
+    "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+    "LOCATION": "speech",
+    "TIMEOUT": None,
+}

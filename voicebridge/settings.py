@@ -113,11 +113,13 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # Without Redis, rendered speech lives in files: every worker process on the host shares it
+    # and it survives restarts, so Deepgram is asked once per (voice, text).
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
         "speech": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": "speech",
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": os.environ.get("SPEECH_CACHE_DIR") or str(BASE_DIR / "speech-cache"),
             "TIMEOUT": None,
             "OPTIONS": {"MAX_ENTRIES": 1000},
         },
