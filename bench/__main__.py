@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -154,6 +155,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="a small smoke run: 1 and 5 calls, 10 media calls for 1 s, one round",
     )
     parser.add_argument(
+        "--keep", action="store_true", help="keep the servers' logs and database afterwards"
+    )
+    parser.add_argument(
         "--out", type=Path, default=RESULTS, help="folder for the JSON (default: bench/results)"
     )
     args = parser.parse_args(argv)
@@ -175,12 +179,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.speed}x real time; {args.processes} caller processes"
     )
     pool = CallerPool(args.processes)
+    workdir = Path(tempfile.mkdtemp(prefix="voicebridge-bench-"))
+    if args.keep:
+        progress(f"server logs and database in {workdir}")
     try:
-        with (
-            tempfile.TemporaryDirectory(prefix="voicebridge-bench-") as tmp,
-            fake_deepgram(ttfb, args.speed) as deepgram,
-        ):
-            workdir = Path(tmp)
+        with fake_deepgram(ttfb, args.speed) as deepgram:
             progress("preparing the database ...")
             voicebridge = prepare_voicebridge(workdir, deepgram.url)
             with voicebridge.running() as server, floor(workdir) as bare:
@@ -258,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 checks["deepgram_down"] = voicebridge.last_call()
     finally:
         pool.close()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
     rows, figures = assess(args, phases, checks)
     print()
     print(table(rows))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.forms import ModelForm
 from django.http import HttpRequest
 
 from calls.models import Call, Greeting
+from calls.speech import render_ahead
+from calls.tts import TTSError
 
 
 @admin.register(Greeting)
@@ -14,6 +17,21 @@ class GreetingAdmin(admin.ModelAdmin):
     list_filter = ("voice", "is_default")
     search_fields = ("name", "text", "say_text")
     fields = ("name", "say_text", "text", "voice", "is_default")
+
+    def save_model(
+        self, request: HttpRequest, obj: Greeting, form: ModelForm, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        # Rendered now, the greeting is cached before any caller hears it, even the first.
+        try:
+            render_ahead(obj.voice, obj.text)
+        except TTSError as exc:
+            self.message_user(
+                request,
+                f"The greeting was saved, but Deepgram could not render it yet ({exc}); "
+                "the first caller will wait for Deepgram instead.",
+                messages.WARNING,
+            )
 
 
 @admin.register(Call)

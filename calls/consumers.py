@@ -14,7 +14,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from calls import services
 from calls.models import Call, Greeting
 from calls.playback import Outcome, Player, Utterance
-from calls.speech import open_cached
+from calls.speech import open_keyed
 from calls.twilio import (
     MAX_FRAME_CHARS,
     Connected,
@@ -119,12 +119,12 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         params = start.custom_parameters
         self.greeting_id = _int_or_none(params.get("greeting", ""))
         self.player = Player(self.send, start.stream_sid, on_outcome=self._on_outcome)
-        speech = await open_cached(params["speech"]) if params.get("speech") else None
-        if speech is not None:
-            self.player.say(Utterance("", "", GREETING_MARK, speech=speech))
+        if params.get("speech"):
+            speech = await open_keyed(params["speech"], self._describe_greeting)
+            self.player.say(Utterance(speech.voice, speech.text, GREETING_MARK, speech=speech))
         else:
-            greeting = await database_sync_to_async(_greeting_for)(self.greeting_id)
-            self.player.say(Utterance(greeting.voice, greeting.text, GREETING_MARK))
+            voice, text = await self._describe_greeting()
+            self.player.say(Utterance(voice, text, GREETING_MARK))
         # The Call row is written once the greeting is under way: database writes share one
         # thread, and the greeting's look-up must not queue behind other calls' rows.
         self._call_row = asyncio.get_running_loop().create_task(
@@ -136,6 +136,13 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                 greeting_id=self.greeting_id,
             )
         )
+
+    async def _describe_greeting(self) -> tuple[str, str]:
+        # A read, so it may run beside the one thread that writes other calls' rows.
+        greeting = await database_sync_to_async(_greeting_for, thread_sensitive=False)(
+            self.greeting_id
+        )
+        return greeting.voice, greeting.text
 
     async def _on_dtmf(self, dtmf: Dtmf) -> None:
         assert self.player is not None
