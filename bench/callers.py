@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import ConnectionClosedOK, WebSocketException
 
 FRAME_SECONDS = 0.02
 # Twilio sends caller audio in 20 ms frames of 160 mu-law bytes; silence is 0xFF.
@@ -131,6 +131,9 @@ async def _read(caller: _Caller) -> None:
                     caller.first_audio = time.monotonic()
             elif message.startswith('{"event":"mark"'):
                 await caller.ws.send(message)
+    except ConnectionClosedOK:
+        # A mark that arrived as the caller hung up: Twilio would not echo it either.
+        pass
     except WebSocketException as exc:
         caller.error = caller.error or f"read: {exc}"
 
