@@ -11,6 +11,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from django.forms import ModelForm
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -21,7 +22,7 @@ from django.utils.safestring import SafeString
 
 from calls import control, listen, live, services
 from calls.models import Call, CallUtterance, Greeting, PhoneNumber
-from calls.speech import speech_key
+from calls.speech import render_ahead, speech_key
 from calls.tts import TTSError
 from calls.voices import VOICE_CHOICES
 
@@ -116,6 +117,21 @@ class GreetingAdmin(admin.ModelAdmin):
         response = HttpResponse(rendering.wav, content_type="audio/wav")
         response["Content-Disposition"] = f'inline; filename="greeting-{greeting.pk}.wav"'
         return response
+
+    def save_model(
+        self, request: HttpRequest, obj: Greeting, form: ModelForm, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        # Rendered now, the greeting is cached before any caller hears it, even the first.
+        try:
+            render_ahead(obj.voice, obj.text)
+        except TTSError as exc:
+            self.message_user(
+                request,
+                f"The greeting was saved, but Deepgram could not render it yet ({exc}); "
+                "the first caller will wait for Deepgram instead.",
+                messages.WARNING,
+            )
 
 
 @admin.register(PhoneNumber)

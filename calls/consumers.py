@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -22,7 +23,7 @@ from calls.signatures import (
     policy,
     verify_stream_token,
 )
-from calls.speech import open_cached
+from calls.speech import open_keyed
 from calls.twilio import (
     MAX_FRAME_CHARS,
     Connected,
@@ -55,6 +56,43 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
     _hangup_task: asyncio.Task[None] | None = None
     _hanging_up = False
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Caller audio arrives 50 times a second for the whole call and we do not use it.
+        # Channels would hand each frame to a new task and a handler lookup (await_many_dispatch,
+        # dispatch, websocket_receive, receive): counted here instead, inside the one pending
+        # receive, a media frame costs the server about what reading it from the socket costs.
+        async def receive_events() -> dict[str, Any]:
+            while True:
+                message = await receive()
+                text = message.get("text")
+                if (
+                    text is None
+                    or message["type"] != "websocket.receive"
+                    or not is_media(text)
+                    or len(text) > MAX_FRAME_CHARS
+                ):
+                    return message
+                if self.start is None:
+                    self._warn_once("media-before-start", "media before start: ignored")
+                self.media_frames += 1
+
+        try:
+            await super().__call__(scope, receive_events, send)
+        except asyncio.CancelledError:
+            # A server that cancels open streams when it stops: record the call first.
+            self._note_server_stopping()
+            await self._finish()
+            raise
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale database connections before every handler, a hop to the one
+        # sync thread that queues behind other calls' writes. Our database work all runs
+        # through database_sync_to_async, which closes them itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     async def connect(self) -> None:
         self.started_at = 0.0
         self.error = ""
@@ -73,15 +111,6 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             return
         await self.accept()
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except asyncio.CancelledError:
-            # A server that cancels open streams when it stops: record the call first.
-            self._note_server_stopping()
-            await self._finish()
-            raise
-
     async def _end_for_shutdown(self) -> None:
         self._note_server_stopping()
         await self._finish()
@@ -93,13 +122,6 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             logger.warning("call %s: server stopping, ending the call", self._sid)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        # Caller audio arrives 50 times a second for the whole call and we do not use it: keep
-        # this path to a prefix match and a counter.
-        if text_data is not None and is_media(text_data) and len(text_data) <= MAX_FRAME_CHARS:
-            if self.start is None:
-                self._warn_once("media-before-start", "media before start: ignored")
-            self.media_frames += 1
-            return
         if text_data is None:
             self._warn_once("binary", "binary frame: Twilio sends only text; ignored")
             return
@@ -154,7 +176,14 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         self.greeting_id = _int_or_none(params.get("greeting", ""))
         self.player = Player(self.send, start.stream_sid, on_outcome=self._on_outcome)
         self._live_task = asyncio.get_running_loop().create_task(self._stay_live(start.call_sid))
-        # The Call row is written alongside the greeting, never in front of the first audio.
+        if params.get("speech"):
+            speech = await open_keyed(params["speech"], self._describe_greeting)
+            self.player.say(Utterance(speech.voice, speech.text, GREETING_MARK, speech=speech))
+        else:
+            voice, text = await self._describe_greeting()
+            self.player.say(Utterance(voice, text, GREETING_MARK))
+        # The Call row is written once the greeting is under way: database writes share one
+        # thread, and the greeting's look-up must not queue behind other calls' rows.
         self._call_row = asyncio.get_running_loop().create_task(
             database_sync_to_async(services.call_start)(
                 call_sid=start.call_sid,
@@ -164,18 +193,17 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                 greeting_id=self.greeting_id,
             )
         )
-        speech = await open_cached(params["speech"]) if params.get("speech") else None
-        if speech is not None:
-            self.player.say(Utterance("", "", GREETING_MARK, speech=speech))
-            return
+
+    async def _describe_greeting(self) -> tuple[str, str]:
         greeting = await self._greeting()
-        if params.get("greeting") and greeting.pk != self.greeting_id:
+        named = self.start.custom_parameters.get("greeting") if self.start else None
+        if named and greeting.pk != self.greeting_id:
             logger.warning(
                 "call %s: greeting %r does not exist; speaking the default greeting",
                 self._sid,
-                params["greeting"][:40],
+                named[:40],
             )
-        self.player.say(Utterance(greeting.voice, greeting.text, GREETING_MARK))
+        return greeting.voice, greeting.text
 
     async def _on_dtmf(self, dtmf: Dtmf) -> None:
         assert self.player is not None
@@ -309,9 +337,10 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     async def _greeting(self) -> Greeting:
         """Return the call's greeting, or the default one when it names none that exists."""
-        greeting = await database_sync_to_async(services.greeting_get)(greeting_id=self.greeting_id)
-        if greeting is None:
-            greeting = await database_sync_to_async(services.greeting_default)()
+        # A read, so it may run beside the one thread that writes other calls' rows.
+        greeting = await database_sync_to_async(_greeting_or_default, thread_sensitive=False)(
+            self.greeting_id
+        )
         self.voice = greeting.voice
         return greeting
 
@@ -353,6 +382,10 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         if kind not in self._warned:
             self._warned.add(kind)
             logger.warning("call %s: %s", self._sid, message)
+
+
+def _greeting_or_default(greeting_id: int | None) -> Greeting:
+    return services.greeting_get(greeting_id=greeting_id) or services.greeting_default()
 
 
 def _int_or_none(value: str) -> int | None:

@@ -61,10 +61,18 @@ def migrate(env: Mapping[str, str]) -> None:
 
 @contextmanager
 def running_daphne(
-    env: Mapping[str, str], log_path: Path, *, port: int | None = None, timeout: float = 30.0
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    port: int | None = None,
+    timeout: float = 30.0,
+    application: str = "voicebridge.asgi:application",
 ) -> Iterator[RunningServer]:
-    """Run `daphne voicebridge.asgi:application` on 127.0.0.1 until the block ends."""
+    """Run daphne serving `application` on 127.0.0.1 until the block ends."""
     port = port or free_port()
+    env = dict(env)
+    # Speech rendered by a test or benchmark server stays beside its log, never in the project.
+    env.setdefault("SPEECH_CACHE_DIR", str(log_path.parent / "speech-cache"))
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [
@@ -75,10 +83,10 @@ def running_daphne(
                 "127.0.0.1",
                 "-p",
                 str(port),
-                "voicebridge.asgi:application",
+                application,
             ],
             cwd=PROJECT_DIR,
-            env=dict(env),
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -10,11 +10,11 @@ import re
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.core.cache import caches
 
 from calls.tts import MAX_TEXT_CHARS, TTSError, get_tts
@@ -193,6 +193,9 @@ class Speech:
 _inflight_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Synthesis]] = (
     weakref.WeakKeyDictionary()
 )
+_opening_by_loop: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[str, asyncio.Task[Speech]]
+] = weakref.WeakKeyDictionary()
 
 
 def _inflight() -> dict[str, Synthesis]:
@@ -200,6 +203,14 @@ def _inflight() -> dict[str, Synthesis]:
     table = _inflight_by_loop.get(loop)
     if table is None:
         table = _inflight_by_loop[loop] = {}
+    return table
+
+
+def _opening() -> dict[str, asyncio.Task[Speech]]:
+    loop = asyncio.get_running_loop()
+    table = _opening_by_loop.get(loop)
+    if table is None:
+        table = _opening_by_loop[loop] = {}
     return table
 
 
@@ -232,13 +243,61 @@ async def open_speech(voice: str, text: str) -> Speech:
     speech = await open_cached(key)
     if speech is not None:
         return Speech(voice, text, speech.from_cache, speech.audio, speech.synthesis)
-    # The shared-cache look-up awaited: someone may have started this synthesis meanwhile.
+    return _synthesize(key, voice, text)
+
+
+def _synthesize(key: str, voice: str, text: str) -> Speech:
+    """Join the synthesis of `key` in flight, or start it: no cache holds it."""
+    # The caller's cache look-up awaited: someone may have started this synthesis meanwhile.
     synthesis = _inflight().get(key)
     if synthesis is None:
         synthesis = Synthesis(key, voice, text)
         _inflight()[key] = synthesis
         synthesis.task = asyncio.get_running_loop().create_task(synthesis.produce())
     return Speech(voice, text, from_cache=False, synthesis=synthesis)
+
+
+Describe = Callable[[], Awaitable[tuple[str, str]]]
+
+
+async def open_keyed(key: str, describe: Describe) -> Speech:
+    """Open the speech stored under `key`, else the (voice, text) that `describe()` names.
+
+    Callers who ask for one key together share one look-up: a burst of calls answered with
+    the same new greeting makes one shared-cache read, one `describe()` and one Deepgram request.
+    """
+    speech = _open_in_process(key)
+    if speech is not None:
+        return speech
+    opening = _opening().get(key)
+    if opening is None:
+        opening = asyncio.get_running_loop().create_task(_open_keyed(key, describe))
+        _opening()[key] = opening
+        opening.add_done_callback(lambda _: _opening().pop(key, None))
+    # One caller hanging up must not cancel the look-up the others wait for.
+    return await asyncio.shield(opening)
+
+
+def _open_in_process(key: str) -> Speech | None:
+    audio = memory.get(key)
+    if audio is not None:
+        return Speech("", "", from_cache=True, audio=audio)
+    synthesis = _inflight().get(key)
+    if synthesis is not None:
+        return Speech(synthesis.voice, synthesis.text, from_cache=False, synthesis=synthesis)
+    return None
+
+
+async def _open_keyed(key: str, describe: Describe) -> Speech:
+    # Both reads are needed on a miss, the first caller of a burst waits for them: in parallel.
+    audio, (voice, text) = await asyncio.gather(_shared_get(key), describe())
+    if audio is not None:
+        memory.put(key, audio)
+        return Speech(voice, text, from_cache=True, audio=audio)
+    if speech_key(voice, text) != key:
+        # The greeting changed since the call was answered: speak what it says now.
+        return await open_speech(voice, text)
+    return _synthesize(key, voice, text)
 
 
 async def render(voice: str, text: str) -> Speech:
@@ -251,3 +310,12 @@ async def render(voice: str, text: str) -> Speech:
         async for chunk in chunks:
             parts += chunk
     return Speech(voice, text, from_cache=False, audio=bytes(parts))
+
+
+def render_ahead(voice: str, text: str) -> None:
+    """Render (voice, text) into the caches from synchronous code, such as an admin view.
+
+    Under daphne this runs on the server's event loop, so it joins any synthesis of the same
+    speech already in flight for a call, and reuses the warm Deepgram connections.
+    """
+    async_to_sync(render)(voice, text)

@@ -14,3 +14,9 @@ from voicebridge.settings import *  # noqa: E402,F403
 
 # Most tests play Twilio without signatures; the signature tests set TWILIO_AUTH_TOKEN themselves.
 TWILIO_ALLOW_UNSIGNED = True
+# Tests keep rendered speech in memory; servers they start use files beside their logs.
+CACHES["speech"] = {  # noqa: F405
+    "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+    "LOCATION": "speech",
+    "TIMEOUT": None,
+}

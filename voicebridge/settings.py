@@ -87,6 +87,10 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Concurrent calls write Call rows from several threads; wait for the lock instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Write-ahead logging: a caller's greeting is read while other calls' rows are written.
+    DATABASES["default"]["OPTIONS"]["init_command"] = (
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -113,11 +117,13 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # Without Redis, rendered speech lives in files: every worker process on the host shares it
+    # and it survives restarts, so Deepgram is asked once per (voice, text).
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
         "speech": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": "speech",
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": os.environ.get("SPEECH_CACHE_DIR") or str(BASE_DIR / "speech-cache"),
             "TIMEOUT": None,
             "OPTIONS": {"MAX_ENTRIES": 1000},
         },

@@ -1,0 +1,445 @@
+"""`python -m bench`: simulated Twilio callers against daphne; prints how voicebridge fares."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import procstat
+from bench.callers import CallerPool, Plan
+from bench.report import Row, spread, table, write_json
+from bench.servers import fake_deepgram, floor, prepare_voicebridge, save_greeting_in_admin
+
+RESULTS = Path(__file__).resolve().parent / "results"
+KIB = 1024
+MIB = 1024 * 1024
+
+
+@dataclass
+class Phase:
+    """What the callers of one phase measured, with the server samples taken meanwhile."""
+
+    name: str
+    calls: int
+    ttfa: list[float]
+    frames_in_window: int
+    errors: list[str]
+    max_tick_lag: float
+    client_cpu: float
+    samples: dict[str, procstat.Sample] = field(default_factory=dict)
+
+
+def run_phase(
+    pool: CallerPool,
+    name: str,
+    plan: Plan,
+    *,
+    pid: int | None = None,
+    at: dict[str, float] | None = None,
+    expect_audio: bool = True,
+) -> Phase:
+    """Play one phase and gather what every caller process measured."""
+    progress(f"  {name} ...")
+    started = time.monotonic()
+    workers, samples = pool.run(
+        plan, at=at, sample=(lambda: procstat.sample(pid)) if pid is not None else None
+    )
+    calls = [c for w in workers for c in w.calls]
+    errors = [c.error for c in calls if c.error]
+    if expect_audio:
+        errors += ["no audio" for c in calls if c.ttfa is None and not c.error]
+    phase = Phase(
+        name=name,
+        calls=len(calls),
+        ttfa=[c.ttfa for c in calls if c.ttfa is not None],
+        frames_in_window=sum(c.frames_in_window for c in calls),
+        errors=errors,
+        max_tick_lag=max(w.max_tick_lag for w in workers),
+        client_cpu=sum(w.cpu_seconds for w in workers),
+        samples=samples,  # type: ignore[arg-type]
+    )
+    summary = f"TTFA ms p50/p95/p99/max {spread(phase.ttfa)}" if expect_audio else ""
+    problems = f", {len(errors)} errors (first: {errors[0]})" if errors else ""
+    progress(f"    {time.monotonic() - started:4.1f} s {summary}{problems}")
+    return phase
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def together(calls: int) -> tuple[float, ...]:
+    """Every caller sends `start` at the same moment."""
+    return (0.0,) * calls
+
+
+def arriving(calls: int, ramp: float) -> tuple[float, ...]:
+    """Callers send `start` evenly spread over `ramp` seconds."""
+    return tuple(ramp * i / calls for i in range(calls))
+
+
+def greeting_text(tag: str) -> str:
+    return (
+        f"Thank you for calling the bakery, reference {tag}. Fresh bread comes out at seven. "
+        "Press any key to skip this message."
+    )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Start a fake Deepgram and voicebridge under daphne on 127.0.0.1, play "
+        "simulated Twilio callers against it, print a table and write it as JSON.",
+    )
+    parser.add_argument(
+        "--calls",
+        type=int,
+        nargs="+",
+        default=[1, 50, 200],
+        help="concurrent call counts to measure time to first audio at (default: 1 50 200)",
+    )
+    parser.add_argument(
+        "--ttfb",
+        type=float,
+        default=0.15,
+        help="fake Deepgram's seconds to first byte (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=4.0,
+        help="fake Deepgram's streaming speed, a multiple of real time (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--media-calls",
+        type=int,
+        default=100,
+        help="calls streaming caller audio while server CPU is measured (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=4.0,
+        help="seconds of caller audio per CPU measurement (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="alternating voicebridge/floor CPU measurements (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ramp",
+        type=float,
+        default=0.01,
+        help="seconds between cached callers' starts, so media is already flowing "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help="caller processes placing the calls (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small smoke run: 1 and 5 calls, 10 media calls for 1 s, one round",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the servers' logs and database afterwards"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="folder for the JSON (default: bench/results)"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.calls, args.media_calls, args.duration, args.rounds = [1, 5], 10, 1.0, 1
+    args.calls = sorted(set(args.calls))
+    if min(args.calls) < 1 or args.media_calls < 1 or args.duration <= 0 or args.rounds < 1:
+        parser.error("call counts, --media-calls, --duration and --rounds must be positive")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    run = secrets.token_hex(3)
+    ttfb = args.ttfb
+    phases: dict[str, Phase] = {}
+    checks: dict[str, object] = {}
+    progress(
+        f"voicebridge benchmark {run}: fake Deepgram ttfb {ttfb * 1000:.0f} ms, "
+        f"{args.speed}x real time; {args.processes} caller processes"
+    )
+    pool = CallerPool(args.processes)
+    workdir = Path(tempfile.mkdtemp(prefix="voicebridge-bench-"))
+    if args.keep:
+        progress(f"server logs and database in {workdir}")
+    try:
+        with fake_deepgram(ttfb, args.speed) as deepgram:
+            progress("preparing the database ...")
+            voicebridge = prepare_voicebridge(workdir, deepgram.url)
+            with voicebridge.running() as server, floor(workdir) as bare:
+                pid = server.process.pid
+                url = server.url
+                warm = run_phase(pool, "warm-up call", Plan(url, (0.0,), hang_up_at=ttfb + 1.0))
+                phases["warm-up"] = warm
+                checks["rss_baseline"] = procstat.sample(pid)
+                for n in args.calls:
+                    progress(f"{n} concurrent calls")
+                    voicebridge.set_greeting_text(greeting_text(f"{run}-{n}"))
+                    phases[f"uncached-{n}"] = run_phase(
+                        pool,
+                        f"uncached greeting, {n} calls starting together",
+                        Plan(url, together(n), hang_up_at=ttfb + 2.0),
+                    )
+                    ramp = args.ramp * n
+                    phases[f"cached-{n}"] = run_phase(
+                        pool,
+                        f"cached greeting, {n} calls arriving over {ramp:.2f} s",
+                        Plan(url, arriving(n, ramp), hang_up_at=ramp + 1.0),
+                        pid=pid,
+                        at={"all_in": ramp + 0.5},
+                    )
+                progress(f"server CPU per caller media frame, {args.media_calls} calls")
+                window = (1.0, 1.0 + args.duration)
+                media_plan = {
+                    "voicebridge": Plan(
+                        url, arriving(args.media_calls, 0.5), window[1] + 0.1, window=window
+                    ),
+                    "floor": Plan(
+                        bare.url,
+                        arriving(args.media_calls, 0.5),
+                        window[1] + 0.1,
+                        webhook=False,
+                        window=window,
+                    ),
+                }
+                pids = {"voicebridge": pid, "floor": bare.process.pid}
+                checks["floor_rss_baseline"] = procstat.sample(bare.process.pid)
+                for round_ in range(args.rounds):
+                    for target in ("voicebridge", "floor"):
+                        phases[f"media-{target}-{round_}"] = run_phase(
+                            pool,
+                            f"{target}, round {round_ + 1}",
+                            media_plan[target],
+                            pid=pids[target],
+                            at={"window_start": window[0], "window_end": window[1]},
+                            expect_audio=target == "voicebridge",
+                        )
+                progress("admin edit, restart, Deepgram down")
+                edited = greeting_text(f"{run}-admin")
+                started = time.monotonic()
+                save_greeting_in_admin(url, edited)
+                checks["admin_save_seconds"] = time.monotonic() - started
+                phases["after-admin-edit"] = run_phase(
+                    pool, "first call after an admin edit", Plan(url, (0.0,), hang_up_at=1.0)
+                )
+                time.sleep(0.3)
+                checks["after_admin_edit"] = voicebridge.last_call()
+                checks["peak"] = procstat.sample(pid)
+            with voicebridge.running("daphne-restarted.log") as server:
+                phases["after-restart"] = run_phase(
+                    pool, "first call after a restart", Plan(server.url, (0.0,), hang_up_at=1.0)
+                )
+                time.sleep(0.3)
+                checks["after_restart"] = voicebridge.last_call()
+                checks["deepgram"] = deepgram.stats()
+                deepgram.process.terminate()
+                deepgram.process.wait(timeout=10)
+                phases["deepgram-down"] = run_phase(
+                    pool, "a call while Deepgram is down", Plan(server.url, (0.0,), hang_up_at=1.0)
+                )
+                time.sleep(0.3)
+                checks["deepgram_down"] = voicebridge.last_call()
+    finally:
+        pool.close()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    rows, figures = assess(args, phases, checks)
+    print()
+    print(table(rows))
+    path = write_json(
+        args.out,
+        {
+            "run": run,
+            "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "figures": figures,
+            "rows": rows,
+            "phases": {
+                name: {
+                    "calls": p.calls,
+                    "ttfa_ms": spread(p.ttfa),
+                    "errors": p.errors[:20],
+                    "error_count": len(p.errors),
+                    "frames_in_window": p.frames_in_window,
+                    "caller_max_lateness_ms": p.max_tick_lag * 1000,
+                    "caller_cpu_seconds": p.client_cpu,
+                    "server_samples": p.samples,
+                }
+                for name, p in phases.items()
+            },
+        },
+    )
+    print(f"\nwritten to {path}")
+    errors = sum(len(p.errors) for p in phases.values())
+    if errors:
+        print(f"{errors} calls went wrong: see the JSON", file=sys.stderr)
+        return 1
+    return 0
+
+
+def assess(
+    args: argparse.Namespace, phases: dict[str, Phase], checks: dict[str, object]
+) -> tuple[list[Row], dict[str, object]]:
+    """Turn the phases into the table's rows and the JSON's headline figures."""
+    rows: list[Row] = []
+    figures: dict[str, object] = {}
+    ttfb_ms = args.ttfb * 1000
+    largest, middle = max(args.calls), sorted(args.calls)[len(args.calls) // 2]
+    for n in args.calls:
+        cached = spread(phases[f"cached-{n}"].ttfa)
+        target = "p99 <= 20" if n == largest else ""
+        rows.append(
+            Row(
+                f"TTFA cached, {n} calls: p50 p95 p99 max (ms)",
+                str(cached),
+                target,
+                cached.p99 <= 20 if target else None,
+            )
+        )
+        figures[f"ttfa_cached_{n}"] = cached
+    for n in args.calls:
+        uncached = spread(phases[f"uncached-{n}"].ttfa)
+        rows.append(Row(f"TTFA uncached, {n} calls: p50 p95 p99 max (ms)", str(uncached)))
+        figures[f"ttfa_uncached_{n}"] = uncached
+    for n in args.calls:
+        overhead = spread([t - args.ttfb for t in phases[f"uncached-{n}"].ttfa])
+        target = "p50 <= 5, p99 <= 20" if n == middle else ""
+        rows.append(
+            Row(
+                f"TTFA - Deepgram TTFB ({ttfb_ms:.0f} ms), uncached, {n} calls",
+                str(overhead),
+                target,
+                (overhead.p50 <= 5 and overhead.p99 <= 20) if target else None,
+            )
+        )
+        figures[f"server_overhead_uncached_{n}"] = overhead
+
+    stats = checks["deepgram"]
+    assert isinstance(stats, dict)
+    per_text = Counter((model, text) for model, text in stats["texts"])
+    calls = sum(p.calls for name, p in phases.items() if not name.startswith("media-floor-"))
+    most = max(per_text.values(), default=0)
+    rows.append(
+        Row(
+            "Deepgram requests per greeting",
+            f"{stats['requests'] / max(1, len(per_text)):.2f} "
+            f"(max {most}; {len(per_text)} greetings, {calls} calls)",
+            "1",
+            most == 1,
+        )
+    )
+    # The benchmark's own request for these stats opened one of the fake's connections.
+    opened = stats["connections"] - 1
+    rows.append(
+        Row(
+            "Deepgram connections opened by the server",
+            f"{opened} for {stats['requests']} requests",
+            "reused",
+            opened == 1,
+        )
+    )
+    figures["deepgram"] = {"requests": stats["requests"], "connections": opened}
+    for key, label in (
+        ("after_admin_edit", "first call after an admin edit"),
+        ("after_restart", "first call after a restart"),
+        ("deepgram_down", "a call while Deepgram is down"),
+    ):
+        status, from_cache = checks[key]  # type: ignore[misc]
+        phase = phases[key.replace("_", "-")]
+        ttfa = f", TTFA {phase.ttfa[0] * 1000:.1f} ms" if phase.ttfa else ", no audio"
+        rows.append(
+            Row(label, f"{status}, from cache: {from_cache}{ttfa}", "from cache", bool(from_cache))
+        )
+        figures[key] = {"status": status, "from_cache": from_cache}
+
+    per_frame = {}
+    for target in ("voicebridge", "floor"):
+        cpu = frames = 0.0
+        for name, phase in phases.items():
+            if name.startswith(f"media-{target}-"):
+                cpu += (
+                    phase.samples["window_end"].cpu_seconds
+                    - phase.samples["window_start"].cpu_seconds
+                )
+                frames += phase.frames_in_window
+        per_frame[target] = cpu / frames if frames else float("nan")
+    ratio = per_frame["voicebridge"] / per_frame["floor"]
+    rows.append(
+        Row(
+            f"server CPU per caller media frame ({args.media_calls} calls)",
+            f"{per_frame['voicebridge'] * 1e6:.1f} us; floor {per_frame['floor'] * 1e6:.1f} us;"
+            f" ratio {ratio:.2f}x",
+            "<= 1.3x floor",
+            ratio <= 1.3,
+        )
+    )
+    figures["cpu_per_media_frame_us"] = {k: v * 1e6 for k, v in per_frame.items()}
+    figures["cpu_ratio"] = ratio
+
+    baseline = checks["rss_baseline"]
+    peak = checks["peak"]
+    assert isinstance(baseline, procstat.Sample) and isinstance(peak, procstat.Sample)
+    busiest = phases[f"cached-{largest}"].samples["all_in"]
+    per_call = (busiest.rss_bytes - baseline.rss_bytes) / largest
+    # The first concurrent calls also start threads and allocator arenas once for the process;
+    # the growth from the second-largest to the largest count is the cost of one more call.
+    smaller = sorted(args.calls)[-2] if len(args.calls) > 1 else 0
+    fewer = phases[f"cached-{smaller}"].samples["all_in"] if smaller else baseline
+    marginal = (busiest.rss_bytes - fewer.rss_bytes) / (largest - smaller)
+    floor_base = checks["floor_rss_baseline"]
+    assert isinstance(floor_base, procstat.Sample)
+    floor_busy = max(
+        (p.samples["window_start"] for n, p in phases.items() if n.startswith("media-floor-")),
+        key=lambda s: s.rss_bytes,
+    )
+    floor_per_call = (floor_busy.rss_bytes - floor_base.rss_bytes) / args.media_calls
+    rows.append(Row("peak server RSS", f"{peak.peak_rss_bytes / MIB:.1f} MiB"))
+    rows.append(
+        Row(
+            f"server RSS per concurrent call, {smaller} to {largest} calls",
+            f"{marginal / KIB:.1f} KiB (floor {floor_per_call / KIB:.1f} KiB)",
+            "<= 64 KiB",
+            marginal <= 64 * KIB,
+        )
+    )
+    rows.append(
+        Row(
+            f"server RSS over the 1-call baseline per call, {largest} calls",
+            f"{per_call / KIB:.1f} KiB",
+        )
+    )
+    figures["rss"] = {
+        "baseline_bytes": baseline.rss_bytes,
+        "peak_bytes": peak.peak_rss_bytes,
+        "per_call_bytes": per_call,
+        "marginal_per_call_bytes": marginal,
+        "floor_per_call_bytes": floor_per_call,
+    }
+    lateness = max(p.max_tick_lag for p in phases.values()) * 1000
+    rows.append(Row("callers' own clock, worst lateness (ms)", f"{lateness:.1f}"))
+    figures["caller_max_lateness_ms"] = lateness
+    return rows, figures
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""`make bench` keeps working: a few calls through the whole benchmark, no timings asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from calls.devserver import PROJECT_DIR
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_small_benchmark_run_prints_its_table_and_writes_json(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--calls",
+            "1",
+            "2",
+            "--rounds",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+        + ["--media-calls", "2", "--duration", "0.5", "--processes", "1"],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Deepgram requests per greeting" in run.stdout
+    (written,) = tmp_path.glob("bench-*.json")
+    figures = json.loads(written.read_text())["figures"]
+    assert figures["deepgram"]["requests"] == 4
+    assert figures["after_admin_edit"]["from_cache"] is True
+    assert figures["after_restart"]["from_cache"] is True
+    assert figures["deepgram_down"]["from_cache"] is True
