@@ -7,21 +7,23 @@ import logging
 import time
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.utils import timezone
 
 from calls import live, services, shutdown
 from calls.models import Call, Greeting
 from calls.playback import Outcome, Player, Utterance
+from calls.recorder import recorder
 from calls.signatures import (
     REFUSALS,
     StreamTokenError,
     accepted,
     check_handshake,
+    check_stream_token,
+    claim_stream_token,
     policy,
-    verify_stream_token,
 )
 from calls.speech import open_keyed
 from calls.twilio import (
@@ -99,7 +101,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         self.interrupted = False
         self.from_cache: bool | None = None
         self.greeting_id: int | None = None
-        self._call_row: asyncio.Task[Any] | None = None
+        self._call_row: asyncio.Future[None] | None = None
         self._warned: set[str] = set()
         self._giving_up: asyncio.Task[None] | None = None
         verdict = check_handshake(self.scope)
@@ -163,9 +165,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         params = start.custom_parameters
         if policy() == "verify":
             try:
-                await sync_to_async(verify_stream_token, thread_sensitive=False)(
-                    start.call_sid, params
-                )
+                await claim_stream_token(check_stream_token(start.call_sid, params))
             except StreamTokenError as exc:
                 logger.warning("call %s: start refused: %s; closing", start.call_sid, exc)
                 await self.close()
@@ -182,12 +182,13 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         else:
             voice, text = await self._describe_greeting()
             self.player.say(Utterance(voice, text, GREETING_MARK))
-        # The Call row is written once the greeting is under way: database writes share one
-        # thread, and the greeting's look-up must not queue behind other calls' rows.
-        self._call_row = asyncio.get_running_loop().create_task(
-            database_sync_to_async(services.call_start)(
+        # The Call row is queued once the greeting is under way, and written in a batch with
+        # other calls' rows: the greeting's look-up must not queue behind database writes.
+        self._call_row = recorder().started(
+            services.CallStarted(
                 call_sid=start.call_sid,
                 stream_sid=start.stream_sid,
+                started_at=timezone.now(),
                 from_number=params.get("from", ""),
                 to_number=params.get("to", ""),
                 greeting_id=self.greeting_id,
@@ -263,14 +264,17 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         else:
             status = Call.Status.COMPLETED
         await asyncio.gather(call_row, return_exceptions=True)
-        await database_sync_to_async(services.call_end)(
-            call_sid=self.start.call_sid,
-            status=status,
-            error=self.error,
-            first_audio_ms=first_audio_ms,
-            from_cache=self.from_cache,
-            interrupted=self.interrupted,
-            playback_confirmed=GREETING_MARK in self.player.played_marks,
+        await recorder().ended(
+            services.CallEnded(
+                call_sid=self.start.call_sid,
+                status=status,
+                ended_at=timezone.now(),
+                error=self.error,
+                first_audio_ms=first_audio_ms,
+                from_cache=self.from_cache,
+                interrupted=self.interrupted,
+                playback_confirmed=GREETING_MARK in self.player.played_marks,
+            )
         )
         said_and_played = [m for m in self.player.played_marks if m.startswith(SAY_MARK_PREFIX)]
         if said_and_played:

@@ -228,6 +228,8 @@ class FakeDeepgram:
         self.chunk_size = chunk_size
         self.api_key = api_key
         self.requests: list[SpeakRequest] = []
+        # Per dg-request-id: seconds from the request arriving to its first audio byte leaving.
+        self.first_byte_seconds: dict[str, float] = {}
         self.connections_opened = 0
         self._script: deque[_Scripted] = deque()
         self._released = asyncio.Event()
@@ -340,6 +342,7 @@ class FakeDeepgram:
         def clear() -> None:
             self._script.clear()
             self.requests.clear()
+            self.first_byte_seconds.clear()
             self.connections_opened = 0
             self._released.set()
 
@@ -535,7 +538,12 @@ class FakeDeepgram:
         payload = {
             "requests": len(self.requests),
             "connections": self.connections_opened,
+            # Control requests open connections too; these are the ones that carried speech.
+            "speak_connections": len({r.connection for r in self.requests}),
             "texts": [[r.model, r.text] for r in self.requests],
+            "first_byte_seconds": [
+                self.first_byte_seconds.get(r.request_id) for r in self.requests
+            ],
             "pending_script": len(self._script),
             "held": not self._released.is_set(),
         }
@@ -583,6 +591,7 @@ class FakeDeepgram:
             request_id=request_id,
             first_byte_at=started + stall + self.ttfb,
             cut_after=cut_after,
+            received=started,
         )
         return keep_alive and cut_after is None
 
@@ -625,6 +634,7 @@ class FakeDeepgram:
         request_id: str,
         first_byte_at: float,
         cut_after: int | None,
+        received: float,
     ) -> None:
         """Send a 200 and the audio in paced chunks, or drop the connection when told to cut."""
         audio = fake_audio(model, text)
@@ -653,6 +663,9 @@ class FakeDeepgram:
             framed = b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece
             await _send(writer, pending + framed)
             pending = b""
+            if not sent_first:
+                # Measured, not configured: what a client can fairly subtract as Deepgram's part.
+                self.first_byte_seconds[request_id] = asyncio.get_running_loop().time() - received
             sent_first = True
         await _sleep_until(first_byte_at)
         if sent_first:

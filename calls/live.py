@@ -7,8 +7,9 @@ import hashlib
 import re
 from collections.abc import Iterable
 
-from asgiref.sync import sync_to_async
 from django.core.cache import caches
+
+from calls.cache_calls import cache_call
 
 CACHE_ALIAS = "default"
 # A worker refreshes its calls' keys this often; a killed worker's calls vanish one TTL later.
@@ -29,24 +30,19 @@ def _key(call_sid: str) -> str:
     return f"live-call:{group_name(call_sid)}"
 
 
-async def _cache_call(method: str, *args: object) -> object:
-    # Redis' client blocks; run it off the event loop, as the speech cache does.
-    return await sync_to_async(getattr(caches[CACHE_ALIAS], method), thread_sensitive=False)(*args)
-
-
 async def announce(call_sid: str) -> None:
     """Record (or refresh) that this call's consumer is reachable through its group."""
-    await _cache_call("set", _key(call_sid), 1, TTL_SECONDS)
+    await cache_call(CACHE_ALIAS, "set", _key(call_sid), 1, TTL_SECONDS)
 
 
 async def withdraw(call_sid: str) -> None:
     """Record that this call is no longer reachable."""
-    await _cache_call("delete", _key(call_sid))
+    await cache_call(CACHE_ALIAS, "delete", _key(call_sid))
 
 
 async def is_live(call_sid: str) -> bool:
     """Whether a consumer on some worker holds this call right now."""
-    return await _cache_call("get", _key(call_sid)) is not None
+    return await cache_call(CACHE_ALIAS, "get", _key(call_sid)) is not None
 
 
 def live_among(call_sids: Iterable[str]) -> set[str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -43,52 +45,79 @@ def call_get(*, call_sid: str) -> Call | None:
     return Call.objects.select_related("greeting").filter(call_sid=call_sid).first()
 
 
-def call_start(
-    *,
-    call_sid: str,
-    stream_sid: str,
-    from_number: str = "",
-    to_number: str = "",
-    greeting_id: int | None = None,
-) -> Call:
-    """Record that a call's media stream started."""
-    call, _ = Call.objects.update_or_create(
-        call_sid=call_sid,
-        defaults={
-            "stream_sid": stream_sid,
-            "from_number": from_number[:64],
-            "to_number": to_number[:64],
-            "greeting_id": greeting_id if greeting_id and _greeting_exists(greeting_id) else None,
-            "status": Call.Status.IN_PROGRESS,
-            "started_at": timezone.now(),
-            "ended_at": None,
-            "error": "",
-        },
-    )
-    return call
+@dataclass(frozen=True)
+class CallStarted:
+    """A call's media stream started."""
+
+    call_sid: str
+    stream_sid: str
+    started_at: datetime
+    from_number: str = ""
+    to_number: str = ""
+    greeting_id: int | None = None
 
 
-def call_end(
-    *,
-    call_sid: str,
-    status: Call.Status,
-    error: str = "",
-    first_audio_ms: float | None = None,
-    from_cache: bool | None = None,
-    interrupted: bool = False,
-    playback_confirmed: bool = False,
-) -> None:
-    """Record how a call's media stream ended."""
+@dataclass(frozen=True)
+class CallEnded:
+    """A call's media stream ended, and how."""
+
+    call_sid: str
+    status: Call.Status
+    ended_at: datetime
+    error: str = ""
+    first_audio_ms: float | None = None
+    from_cache: bool | None = None
+    interrupted: bool = False
+    playback_confirmed: bool = False
+
+
+def calls_record(*, started: Sequence[CallStarted], ended: Sequence[CallEnded]) -> None:
+    """Write a batch of call starts, then call ends, in one transaction."""
     with transaction.atomic():
-        Call.objects.filter(call_sid=call_sid).update(
-            status=status,
-            ended_at=timezone.now(),
-            error=error[:2000],
-            first_audio_ms=first_audio_ms,
-            from_cache=from_cache,
-            interrupted=interrupted,
-            playback_confirmed=playback_confirmed,
-        )
+        if started:
+            greeting_ids = {s.greeting_id for s in started if s.greeting_id is not None}
+            existing = set(
+                Greeting.objects.filter(pk__in=greeting_ids).values_list("pk", flat=True)
+            )
+            # A Twilio stream that reconnects starts its call again: the row is reset, not doubled.
+            Call.objects.bulk_create(
+                [
+                    Call(
+                        call_sid=s.call_sid,
+                        stream_sid=s.stream_sid,
+                        from_number=s.from_number[:64],
+                        to_number=s.to_number[:64],
+                        greeting_id=s.greeting_id if s.greeting_id in existing else None,
+                        status=Call.Status.IN_PROGRESS,
+                        started_at=s.started_at,
+                        ended_at=None,
+                        error="",
+                    )
+                    for s in started
+                ],
+                update_conflicts=True,
+                unique_fields=["call_sid"],
+                update_fields=[
+                    "stream_sid",
+                    "from_number",
+                    "to_number",
+                    "greeting",
+                    "status",
+                    "started_at",
+                    "ended_at",
+                    "error",
+                ],
+            )
+        for e in ended:
+            Call.objects.filter(call_sid=e.call_sid).update(
+                status=e.status,
+                ended_at=e.ended_at,
+                error=e.error[:2000],
+                first_audio_ms=e.first_audio_ms,
+                from_cache=e.from_cache,
+                interrupted=e.interrupted,
+                playback_confirmed=e.playback_confirmed,
+            )
 
 
 def calls_finish_stale(*, older_than: timedelta) -> int:
@@ -118,7 +147,3 @@ def utterances_played(*, call_sid: str, marks: list[str]) -> None:
     """Mark the call's utterances whose marks Twilio echoed after playing them."""
     if marks:
         CallUtterance.objects.filter(call__call_sid=call_sid, mark__in=marks).update(played=True)
-
-
-def _greeting_exists(greeting_id: int) -> bool:
-    return Greeting.objects.filter(pk=greeting_id).exists()

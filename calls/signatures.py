@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core import signing
-from django.core.cache import cache
 from django.http import HttpRequest
 from twilio.request_validator import RequestValidator
 
+from calls.cache_calls import cache_call
 from calls.endpoints import public_origin
 
 logger = logging.getLogger(__name__)
@@ -97,8 +97,11 @@ def issue_stream_token(call_sid: str, parameters: Mapping[str, str]) -> str:
     return signing.TimestampSigner(salt=_TOKEN_SALT).sign(value)
 
 
-def verify_stream_token(call_sid: str, parameters: Mapping[str, str]) -> None:
-    """Accept a `start` only with a fresh, unused token for its CallSid and Parameters."""
+def check_stream_token(call_sid: str, parameters: Mapping[str, str]) -> str:
+    """Check that a `start` carries a genuine, fresh token for its CallSid and Parameters.
+
+    Returns the key that `claim_stream_token` uses up, so that the token works only once.
+    """
     token = parameters.get(TOKEN_PARAMETER, "")
     if not token:
         raise StreamTokenError("start carries no stream token")
@@ -113,8 +116,13 @@ def verify_stream_token(call_sid: str, parameters: Mapping[str, str]) -> None:
         raise StreamTokenError("stream token is forged") from None
     if value.partition(".")[2] != _digest(call_sid, others):
         raise StreamTokenError("stream token was issued for another call or other parameters")
+    return f"calls:stream-token:{token}"
+
+
+async def claim_stream_token(key: str) -> None:
+    """Use a checked token up; a second `start` with it is a replay."""
     # One use across every worker: the shared cache (Redis when REDIS_URL is set) decides.
-    if not cache.add(f"calls:stream-token:{token}", 1, STREAM_TOKEN_MAX_AGE):
+    if not await cache_call("default", "add", key, 1, STREAM_TOKEN_MAX_AGE):
         raise StreamTokenError("stream token was already used")
 
 

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from asgiref.sync import async_to_sync, sync_to_async
-from django.core.cache import caches
+from asgiref.sync import async_to_sync
 
+from calls.cache_calls import cache_call
 from calls.tts import MAX_TEXT_CHARS, TTSError, get_tts
 
 logger = logging.getLogger(__name__)
@@ -215,12 +215,11 @@ def _opening() -> dict[str, asyncio.Task[Speech]]:
 
 
 async def _shared_get(key: str) -> bytes | None:
-    # Redis' client blocks; run it off the event loop, in parallel with other calls.
-    return await sync_to_async(caches[CACHE_ALIAS].get, thread_sensitive=False)(key)
+    return await cache_call(CACHE_ALIAS, "get", key)
 
 
 async def _shared_set(key: str, audio: bytes) -> None:
-    await sync_to_async(caches[CACHE_ALIAS].set, thread_sensitive=False)(key, audio, None)
+    await cache_call(CACHE_ALIAS, "set", key, audio, None)
 
 
 async def open_cached(key: str) -> Speech | None:
@@ -259,6 +258,21 @@ def _synthesize(key: str, voice: str, text: str) -> Speech:
 
 Describe = Callable[[], Awaitable[tuple[str, str]]]
 
+# What each speech key says, for the keys this process handed out; content-addressed, so never
+# stale. Plain dict operations are atomic, and webhook views write it from worker threads.
+_described: dict[str, tuple[str, str]] = {}
+_DESCRIBED_LIMIT = 4096
+
+
+def remember(voice: str, text: str) -> str:
+    """Return the key of the speech for (voice, text), noting what it says for this process."""
+    key = speech_key(voice, text)
+    if key not in _described:
+        if len(_described) >= _DESCRIBED_LIMIT:
+            _described.clear()
+        _described[key] = (voice, text)
+    return key
+
 
 async def open_keyed(key: str, describe: Describe) -> Speech:
     """Open the speech stored under `key`, else the (voice, text) that `describe()` names.
@@ -289,8 +303,14 @@ def _open_in_process(key: str) -> Speech | None:
 
 
 async def _open_keyed(key: str, describe: Describe) -> Speech:
-    # Both reads are needed on a miss, the first caller of a burst waits for them: in parallel.
-    audio, (voice, text) = await asyncio.gather(_shared_get(key), describe())
+    known = _described.get(key)
+    if known is not None:
+        # This process answered the webhook: no database read in front of the first audio.
+        audio = await _shared_get(key)
+        voice, text = known
+    else:
+        # Both reads are needed on a miss; the first caller of a burst waits for them together.
+        audio, (voice, text) = await asyncio.gather(_shared_get(key), describe())
     if audio is not None:
         memory.put(key, audio)
         return Speech(voice, text, from_cache=True, audio=audio)

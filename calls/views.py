@@ -16,7 +16,7 @@ from calls import services
 from calls.endpoints import public_origin, stream_url
 from calls.models import Call
 from calls.signatures import REFUSALS, TOKEN_PARAMETER, accepted, check_webhook, issue_stream_token
-from calls.speech import speech_key
+from calls.speech import remember
 from calls.stale import sweep_once
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def voice(request: HttpRequest) -> HttpResponse:
     greeting = services.greeting_for_number(data.get("To", ""))
     parameters = [
         ("greeting", str(greeting.pk or "")),
-        ("speech", speech_key(greeting.voice, greeting.text)),
+        ("speech", remember(greeting.voice, greeting.text)),
         ("from", data.get("From", "")),
         ("to", data.get("To", "")),
     ]

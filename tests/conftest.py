@@ -15,9 +15,11 @@ from calls.tts import close_shared_client
 @pytest.fixture(autouse=True)
 def empty_speech_caches() -> Iterator[None]:
     speech.memory.clear()
+    speech._described.clear()
     caches[speech.CACHE_ALIAS].clear()
     yield
     speech.memory.clear()
+    speech._described.clear()
     caches[speech.CACHE_ALIAS].clear()
 
 

@@ -1,0 +1,77 @@
+"""Writes call records in batches, one writer per event loop, away from the first audio."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+
+from channels.db import database_sync_to_async
+
+from calls import services
+
+logger = logging.getLogger(__name__)
+
+
+class CallRecorder:
+    """Queues call starts and ends and writes each batch in one transaction.
+
+    Database writes share one thread; a burst of calls writing a row each would keep that
+    thread, and the interpreter lock, busy just when their first audio is due. Batched, a
+    burst of calls costs one transaction.
+    """
+
+    def __init__(self) -> None:
+        self._started: list[tuple[services.CallStarted, asyncio.Future[None]]] = []
+        self._ended: list[tuple[services.CallEnded, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    def started(self, record: services.CallStarted) -> asyncio.Future[None]:
+        """Queue a call start; the future resolves once it is written."""
+        return self._queue(self._started, record)
+
+    def ended(self, record: services.CallEnded) -> asyncio.Future[None]:
+        """Queue a call end; the future resolves once it is written."""
+        return self._queue(self._ended, record)
+
+    def _queue(self, pending: list, record: object) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        pending.append((record, done))
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._write())
+        return done
+
+    async def _write(self) -> None:
+        # Whatever queues up while one batch is written goes into the next.
+        while self._started or self._ended:
+            started, self._started = self._started, []
+            ended, self._ended = self._ended, []
+            try:
+                await database_sync_to_async(services.calls_record)(
+                    started=[record for record, _ in started],
+                    ended=[record for record, _ in ended],
+                )
+            except Exception as exc:
+                logger.exception("writing %d call records failed", len(started) + len(ended))
+                for _, done in started + ended:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for _, done in started + ended:
+                if not done.done():
+                    done.set_result(None)
+
+
+_recorders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CallRecorder] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def recorder() -> CallRecorder:
+    """Return this event loop's call recorder."""
+    loop = asyncio.get_running_loop()
+    found = _recorders.get(loop)
+    if found is None:
+        found = _recorders[loop] = CallRecorder()
+    return found
