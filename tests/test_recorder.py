@@ -1,0 +1,83 @@
+"""Call records written in batches."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from calls.models import Call, Greeting
+from calls.recorder import CallRecorder
+from calls.services import CallEnded, CallStarted
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+def started(call_sid: str, **fields: object) -> CallStarted:
+    return CallStarted(call_sid=call_sid, stream_sid="MZ1", started_at=timezone.now(), **fields)
+
+
+async def test_a_burst_of_starts_and_ends_is_written() -> None:
+    recorder = CallRecorder()
+    greeting = await Greeting.objects.aget(is_default=True)
+    starts = [
+        recorder.started(started(f"CA{n}", from_number="+1", greeting_id=greeting.pk))
+        for n in range(30)
+    ]
+    await asyncio.gather(*starts)
+    assert await Call.objects.filter(status=Call.Status.IN_PROGRESS).acount() == 30
+    ended_at = timezone.now()
+    await asyncio.gather(
+        *(
+            recorder.ended(
+                CallEnded(call_sid=f"CA{n}", status=Call.Status.COMPLETED, ended_at=ended_at)
+            )
+            for n in range(30)
+        )
+    )
+    assert await Call.objects.filter(status=Call.Status.COMPLETED).acount() == 30
+    call = await Call.objects.select_related("greeting").aget(call_sid="CA7")
+    assert call.greeting == greeting
+    assert call.from_number == "+1"
+
+
+async def test_a_start_and_its_end_queued_together_keep_their_order() -> None:
+    recorder = CallRecorder()
+    first = recorder.started(started("CA1"))
+    end = recorder.ended(
+        CallEnded(
+            call_sid="CA1",
+            status=Call.Status.FAILED,
+            ended_at=timezone.now(),
+            error="Deepgram answered 401",
+        )
+    )
+    await asyncio.gather(first, end)
+    call = await Call.objects.aget(call_sid="CA1")
+    assert (call.status, call.error) == (Call.Status.FAILED, "Deepgram answered 401")
+
+
+async def test_a_stream_that_starts_again_resets_its_row() -> None:
+    recorder = CallRecorder()
+    await recorder.started(started("CA1"))
+    await recorder.ended(
+        CallEnded(call_sid="CA1", status=Call.Status.FAILED, ended_at=timezone.now(), error="x")
+    )
+    later = timezone.now() + timedelta(seconds=5)
+    await recorder.started(CallStarted(call_sid="CA1", stream_sid="MZ2", started_at=later))
+    call = await Call.objects.aget(call_sid="CA1")
+    assert (call.status, call.stream_sid, call.error, call.ended_at) == (
+        Call.Status.IN_PROGRESS,
+        "MZ2",
+        "",
+        None,
+    )
+    assert await Call.objects.acount() == 1
+
+
+async def test_a_greeting_deleted_meanwhile_is_recorded_as_none() -> None:
+    recorder = CallRecorder()
+    await recorder.started(started("CA1", greeting_id=987654))
+    assert (await Call.objects.aget(call_sid="CA1")).greeting_id is None
