@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,8 +14,10 @@ ADMIN_USER = "admin"
 ADMIN_PASSWORD = "a-long-test-password-1"
 
 
-def bridge_env(tmp: Path, deepgram_url: str) -> dict[str, str]:
-    """The server's environment: DEBUG, its own SQLite file, the fake Deepgram."""
+def bridge_env(
+    tmp: Path, deepgram_url: str, overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The server's environment: DEBUG, its own SQLite file, the fake Deepgram (and overrides)."""
     return server_env(
         {
             "DEBUG": "true",
@@ -28,6 +30,7 @@ def bridge_env(tmp: Path, deepgram_url: str) -> dict[str, str]:
             "TWILIO_AUTH_TOKEN": "",
             "PUBLIC_URL": "",
             "DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD,
+            **(overrides or {}),
         }
     )
 

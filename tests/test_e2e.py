@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from calls.devserver import PROJECT_DIR, RunningServer, migrate, running_daphne, server_env
+from calls.devserver import RunningServer
 from calls.fake_deepgram import FakeDeepgram, fake_audio, running_in_thread
 from calls.simulator import simulate_call
+from tests.live import ADMIN_PASSWORD, ADMIN_USER, running_bridge
 
 pytestmark = pytest.mark.e2e
-
-ADMIN_PASSWORD = "a-long-test-password-1"
 
 
 @pytest.fixture(scope="module")
@@ -29,37 +26,7 @@ def deepgram() -> Iterator[FakeDeepgram]:
 def server(
     deepgram: FakeDeepgram, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    tmp = tmp_path_factory.mktemp("e2e")
-    env = server_env(
-        {
-            "DEBUG": "true",
-            "SECRET_KEY": "e2e-secret-key-that-is-long-enough-for-tests-only",
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "SECURE_SSL_REDIRECT": "false",
-            "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
-            "DEEPGRAM_API_URL": deepgram.url,
-            "DEEPGRAM_API_KEY": "e2e-key",
-            "DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD,
-        }
-    )
-    migrate(env)
-    subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "createsuperuser",
-            "--noinput",
-            "--username",
-            "admin",
-            "--email",
-            "admin@example.com",
-        ],  # fmt: skip
-        cwd=PROJECT_DIR,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    with running_daphne(env, tmp / "daphne.log") as running:
+    with running_bridge(tmp_path_factory.mktemp("e2e"), deepgram.url) as (running, _):
         yield running
 
 
@@ -100,7 +67,7 @@ async def test_editing_the_greeting_in_the_admin_changes_the_next_call(
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
         login = await admin.post(
             "/admin/login/?next=/admin/",
-            data={"csrfmiddlewaretoken": token, "username": "admin", "password": ADMIN_PASSWORD},
+            data={"csrfmiddlewaretoken": token, "username": ADMIN_USER, "password": ADMIN_PASSWORD},
         )
         assert login.status_code == 302
         form = await admin.get("/admin/calls/greeting/1/change/")

@@ -15,9 +15,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from calls.devserver import RunningServer, migrate, running_daphne, server_env
+from calls.devserver import RunningServer, migrate, running_daphne
 from calls.fake_deepgram import FakeDeepgram, fake_audio, running_in_thread
 from calls.simulator import simulate_call, twilio_signature
+from tests.live import bridge_env
 
 pytestmark = pytest.mark.e2e
 
@@ -39,19 +40,15 @@ def fresh_deepgram(deepgram: FakeDeepgram) -> None:
 
 def production_env(deepgram: FakeDeepgram, db: Path) -> dict[str, str]:
     """DEBUG off, a Twilio token, and a public https address the server never sees itself."""
-    return server_env(
+    return bridge_env(
+        db.parent,
+        deepgram.url,
         {
             "DEBUG": "false",
-            "SECRET_KEY": "e2e-secret-key-that-is-long-enough-for-tests-only-0123456789",
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "SECURE_SSL_REDIRECT": "false",
-            "DATABASE_URL": f"sqlite:///{db}",
-            "DEEPGRAM_API_URL": deepgram.url,
-            "DEEPGRAM_API_KEY": "e2e-key",
             "DEEPGRAM_RETRY_DEADLINE": "1",
             "TWILIO_AUTH_TOKEN": TOKEN,
             "PUBLIC_URL": PUBLIC,
-        }
+        },
     )
 
 
