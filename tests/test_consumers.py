@@ -11,7 +11,7 @@ from channels.testing import WebsocketCommunicator
 
 from calls.fake_deepgram import FakeDeepgram, fake_audio
 from calls.models import Call, Greeting
-from calls.speech import speech_key
+from calls.speech import open_cached, speech_key
 from tests import frames
 from voicebridge.asgi import application
 
@@ -160,6 +160,8 @@ async def test_dtmf_interrupts_with_clear_and_stops_the_fetch(deepgram: FakeDeep
     assert await receive(communicator) == {"event": "clear", "streamSid": frames.STREAM_SID}
     deepgram.release()
     assert await communicator.receive_nothing(timeout=0.3)
+    # The fetch stopped part-way, so no whole audio was ever cached.
+    assert await open_cached(speech_key("aura-asteria-en", "Hello, how are you today?")) is None
     await hang_up(communicator)
     call = await call_row()
     assert call.status == Call.Status.INTERRUPTED
