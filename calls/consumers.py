@@ -341,10 +341,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     async def _greeting(self) -> Greeting:
         """Return the call's greeting, or the default one when it names none that exists."""
-        # A read, so it may run beside the one thread that writes other calls' rows.
-        greeting = await database_sync_to_async(_greeting_or_default, thread_sensitive=False)(
-            self.greeting_id
-        )
+        greeting = await database_sync_to_async(_greeting_or_default)(self.greeting_id)
         self.voice = greeting.voice
         return greeting
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from asgiref.sync import SyncToAsync
 from django.core.cache import caches
+from django.db import connections
 
 from calls import speech
 from calls.fake_deepgram import FakeDeepgram
@@ -21,6 +23,14 @@ def empty_speech_caches() -> Iterator[None]:
     speech.memory.clear()
     speech._described.clear()
     caches[speech.CACHE_ALIAS].clear()
+
+
+@pytest.fixture(autouse=True)
+def close_sync_thread_connections() -> Iterator[None]:
+    yield
+    # Django's async ORM calls in tests (aget, acount, ...) run in asgiref's one sync thread,
+    # where nothing closes their connection; PostgreSQL would refuse to drop the test database.
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
 @pytest.fixture
