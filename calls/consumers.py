@@ -346,12 +346,10 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         return greeting
 
     async def _stay_live(self, call_sid: str) -> None:
-        """Join the call's group and keep its presence key fresh while the call lasts."""
+        """Join the call's group and announce it live (refreshed with this worker's others)."""
         try:
             await self.channel_layer.group_add(live.group_name(call_sid), self.channel_name)
-            while True:
-                await live.announce(call_sid)
-                await asyncio.sleep(live.REFRESH_SECONDS)
+            await live.announce(call_sid)
         except Exception:
             # The call itself goes on; only its live control is lost.
             logger.warning("call %s: live control unavailable", call_sid, exc_info=True)

@@ -3,13 +3,18 @@ channel-layer group that reaches the call's consumer."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import re
+import weakref
 from collections.abc import Iterable
 
 from django.core.cache import caches
 
 from calls.cache_calls import cache_call
+
+logger = logging.getLogger(__name__)
 
 CACHE_ALIAS = "default"
 # A worker refreshes its calls' keys this often; a killed worker's calls vanish one TTL later.
@@ -31,13 +36,54 @@ def _key(call_sid: str) -> str:
 
 
 async def announce(call_sid: str) -> None:
-    """Record (or refresh) that this call's consumer is reachable through its group."""
+    """Record that this call's consumer is reachable through its group, and keep it so."""
     await cache_call(CACHE_ALIAS, "set", _key(call_sid), 1, TTL_SECONDS)
+    _presence().add(call_sid)
 
 
 async def withdraw(call_sid: str) -> None:
     """Record that this call is no longer reachable."""
+    _presence().discard(call_sid)
     await cache_call(CACHE_ALIAS, "delete", _key(call_sid))
+
+
+class _Presence:
+    """This worker's live calls, whose keys one task refreshes together."""
+
+    def __init__(self) -> None:
+        self.calls: set[str] = set()
+        self._refresher: asyncio.Task[None] | None = None
+
+    def add(self, call_sid: str) -> None:
+        self.calls.add(call_sid)
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh())
+
+    def discard(self, call_sid: str) -> None:
+        self.calls.discard(call_sid)
+
+    async def _refresh(self) -> None:
+        # One write per worker every REFRESH_SECONDS, not one task and one write per call.
+        while self.calls:
+            await asyncio.sleep(REFRESH_SECONDS)
+            keys = {_key(call_sid): 1 for call_sid in self.calls}
+            try:
+                await cache_call(CACHE_ALIAS, "set_many", keys, TTL_SECONDS)
+            except Exception:
+                logger.warning("refreshing %d live calls failed", len(keys), exc_info=True)
+
+
+_presences: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Presence] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _presence() -> _Presence:
+    loop = asyncio.get_running_loop()
+    found = _presences.get(loop)
+    if found is None:
+        found = _presences[loop] = _Presence()
+    return found
 
 
 async def is_live(call_sid: str) -> bool:
