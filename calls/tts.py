@@ -67,6 +67,7 @@ class DeepgramTTS:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.retry_deadline
             attempt = 0
+            answered: TTSError | None = None
             while True:
                 started = False
                 timeout_at = loop.time() + self.first_byte_timeout
@@ -82,8 +83,12 @@ class DeepgramTTS:
                     # Once audio reached the caller a retry would make them hear words twice.
                     if started or not exc.retryable:
                         raise
+                    answered = exc if exc.status is not None else answered
                     delay = _backoff(attempt)
                     if loop.time() + delay >= deadline:
+                        # Deepgram's own answer says more than our deadline cutting a retry short.
+                        if exc.status is None and answered is not None:
+                            raise answered from exc
                         raise
                     logger.info("deepgram attempt %d failed, retrying: %s", attempt + 1, exc)
                     await asyncio.sleep(delay)
