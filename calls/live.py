@@ -7,12 +7,12 @@ import asyncio
 import hashlib
 import logging
 import re
-import weakref
 from collections.abc import Iterable
 
 from django.core.cache import caches
 
 from calls.cache_calls import cache_call
+from calls.per_loop import PerLoop
 
 logger = logging.getLogger(__name__)
 
@@ -73,17 +73,7 @@ class _Presence:
                 logger.warning("refreshing %d live calls failed", len(keys), exc_info=True)
 
 
-_presences: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Presence] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _presence() -> _Presence:
-    loop = asyncio.get_running_loop()
-    found = _presences.get(loop)
-    if found is None:
-        found = _presences[loop] = _Presence()
-    return found
+_presence = PerLoop(_Presence)
 
 
 async def is_live(call_sid: str) -> bool:

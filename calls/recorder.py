@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 
 from channels.db import database_sync_to_async
 
 from calls import services
+from calls.per_loop import PerLoop
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +63,5 @@ class CallRecorder:
                     done.set_result(None)
 
 
-_recorders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CallRecorder] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def recorder() -> CallRecorder:
-    """Return this event loop's call recorder."""
-    loop = asyncio.get_running_loop()
-    found = _recorders.get(loop)
-    if found is None:
-        found = _recorders[loop] = CallRecorder()
-    return found
+# This event loop's call recorder.
+recorder = PerLoop(CallRecorder)

@@ -8,7 +8,6 @@ import hashlib
 import logging
 import re
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from asgiref.sync import async_to_sync
 
 from calls.cache_calls import cache_call
+from calls.per_loop import PerLoop
 from calls.tts import MAX_TEXT_CHARS, TTSError, get_tts
 
 logger = logging.getLogger(__name__)
@@ -190,28 +190,9 @@ class Speech:
                 yield chunk
 
 
-_inflight_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Synthesis]] = (
-    weakref.WeakKeyDictionary()
-)
-_opening_by_loop: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[str, asyncio.Task[Speech]]
-] = weakref.WeakKeyDictionary()
-
-
-def _inflight() -> dict[str, Synthesis]:
-    loop = asyncio.get_running_loop()
-    table = _inflight_by_loop.get(loop)
-    if table is None:
-        table = _inflight_by_loop[loop] = {}
-    return table
-
-
-def _opening() -> dict[str, asyncio.Task[Speech]]:
-    loop = asyncio.get_running_loop()
-    table = _opening_by_loop.get(loop)
-    if table is None:
-        table = _opening_by_loop[loop] = {}
-    return table
+# Syntheses in flight, and cache look-ups under way, by speech key.
+_inflight: PerLoop[dict[str, Synthesis]] = PerLoop(dict)
+_opening: PerLoop[dict[str, asyncio.Task[Speech]]] = PerLoop(dict)
 
 
 async def _shared_get(key: str) -> bytes | None:

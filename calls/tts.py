@@ -6,13 +6,14 @@ import asyncio
 import json
 import logging
 import random
-import weakref
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 
 import httpx
 from django.conf import settings
+
+from calls.per_loop import PerLoop
 
 logger = logging.getLogger(__name__)
 
@@ -148,46 +149,29 @@ async def _error_from(response: httpx.Response, request_id: str) -> TTSError:
     )
 
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
-    weakref.WeakKeyDictionary()
-)
+def _new_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, connect=3.0),
+        # httpx drops idle connections after 5 s by default; calls arrive further apart.
+        limits=httpx.Limits(
+            max_connections=200, max_keepalive_connections=50, keepalive_expiry=300.0
+        ),
+    )
 
 
-def shared_client() -> httpx.AsyncClient:
-    """Return this event loop's one httpx client, so calls reuse warm Deepgram connections."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        client = httpx.AsyncClient(
-            timeout=httpx.Timeout(10.0, connect=3.0),
-            # httpx drops idle connections after 5 s by default; calls arrive further apart.
-            limits=httpx.Limits(
-                max_connections=200, max_keepalive_connections=50, keepalive_expiry=300.0
-            ),
-        )
-        _clients[loop] = client
-    return client
+# This event loop's one httpx client, so calls reuse warm Deepgram connections.
+shared_client = PerLoop(_new_client)
 
 
 async def close_shared_client() -> None:
     """Close this event loop's shared client (tests and shutdown)."""
-    client = _clients.pop(asyncio.get_running_loop(), None)
+    client = shared_client.forget()
     if client is not None:
         await client.aclose()
 
 
-_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _request_slots() -> asyncio.Semaphore:
-    """Return this event loop's cap on concurrent Deepgram requests (DEEPGRAM_MAX_CONCURRENCY)."""
-    loop = asyncio.get_running_loop()
-    slots = _slots.get(loop)
-    if slots is None:
-        slots = _slots[loop] = asyncio.Semaphore(max(1, settings.DEEPGRAM_MAX_CONCURRENCY))
-    return slots
+# This event loop's cap on concurrent Deepgram requests (DEEPGRAM_MAX_CONCURRENCY).
+_request_slots = PerLoop(lambda: asyncio.Semaphore(max(1, settings.DEEPGRAM_MAX_CONCURRENCY)))
 
 
 def _backoff(attempt: int) -> float:
