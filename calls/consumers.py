@@ -115,8 +115,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     async def _end_for_shutdown(self) -> None:
         self._note_server_stopping()
-        await self._finish()
-        await self.close()
+        await self._end_and_close()
 
     def _note_server_stopping(self) -> None:
         if self.start is not None and self._finishing is None:
@@ -154,8 +153,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         elif isinstance(event, Mark):
             self._on_mark(event)
         elif isinstance(event, Stop):
-            await self._finish()
-            await self.close()
+            await self._end_and_close()
 
     async def _on_start(self, start: Start) -> None:
         if self.start is not None:
@@ -229,9 +227,10 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             )
             if outcome.utterance.mark == GREETING_MARK and outcome.sent_bytes == 0:
                 # The caller heard nothing: end the stream so Twilio reads the greeting itself.
-                self._giving_up = asyncio.get_running_loop().create_task(self._give_up())
+                self._giving_up = asyncio.get_running_loop().create_task(self._end_and_close())
 
-    async def _give_up(self) -> None:
+    async def _end_and_close(self) -> None:
+        """Write the call's final state, then close the stream (Twilio's TwiML goes on)."""
         await self._finish()
         await self.close()
 
@@ -325,8 +324,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         await self.player.idle()
         self._hanging_up = True
         logger.info("call %s: hanging up on request", self._sid)
-        await self._finish()
-        await self.close()
+        await self._end_and_close()
 
     def _controllable(self, action: str) -> bool:
         if self.player is None or self._call_row is None or self._hangup_task is not None:

@@ -199,22 +199,24 @@ async def _shared_get(key: str) -> bytes | None:
     return await cache_call(CACHE_ALIAS, "get", key)
 
 
+async def _from_shared(key: str) -> bytes | None:
+    """Read audio from the shared cache, keeping it in this process' memory when found."""
+    audio = await _shared_get(key)
+    if audio is not None:
+        memory.put(key, audio)
+    return audio
+
+
 async def _shared_set(key: str, audio: bytes) -> None:
     await cache_call(CACHE_ALIAS, "set", key, audio, None)
 
 
 async def open_cached(key: str) -> Speech | None:
     """Return speech already rendered or rendering under this key, or None."""
-    audio = memory.get(key)
-    if audio is None:
-        synthesis = _inflight().get(key)
-        if synthesis is not None:
-            return Speech(synthesis.voice, synthesis.text, from_cache=False, synthesis=synthesis)
-        audio = await _shared_get(key)
-        if audio is None:
-            return None
-        memory.put(key, audio)
-    return Speech("", "", from_cache=True, audio=audio)
+    speech = _open_in_process(key)
+    if speech is None and (audio := await _from_shared(key)) is not None:
+        speech = Speech("", "", from_cache=True, audio=audio)
+    return speech
 
 
 async def open_speech(voice: str, text: str) -> Speech:
@@ -287,13 +289,12 @@ async def _open_keyed(key: str, describe: Describe) -> Speech:
     known = _described.get(key)
     if known is not None:
         # This process answered the webhook: no database read in front of the first audio.
-        audio = await _shared_get(key)
+        audio = await _from_shared(key)
         voice, text = known
     else:
         # Both reads are needed on a miss; the first caller of a burst waits for them together.
-        audio, (voice, text) = await asyncio.gather(_shared_get(key), describe())
+        audio, (voice, text) = await asyncio.gather(_from_shared(key), describe())
     if audio is not None:
-        memory.put(key, audio)
         return Speech(voice, text, from_cache=True, audio=audio)
     if speech_key(voice, text) != key:
         # The greeting changed since the call was answered: speak what it says now.
