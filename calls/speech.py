@@ -4,6 +4,8 @@ by every caller who asks for it while it is in flight."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import hashlib
 import logging
 import re
@@ -14,8 +16,10 @@ from contextlib import aclosing
 from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
+from django.core.cache import caches
 
-from calls.cache_calls import cache_call
+from calls import deepgram_io
+from calls.cache_calls import cache_call, runs_inline
 from calls.per_loop import PerLoop
 from calls.tts import MAX_TEXT_CHARS, TTSError, get_tts
 
@@ -116,27 +120,60 @@ class Synthesis:
         self.error: TTSError | None = None
         self.listeners = 0
         self._more = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
+        self._owner: asyncio.AbstractEventLoop | None = None
+        self._fetch: concurrent.futures.Future[None] | None = None
 
-    async def produce(self) -> None:
-        """Stream every piece of the text from Deepgram into the buffer, then cache the whole."""
+    def start(self) -> None:
+        """Ask Deepgram from its own loop; the audio comes back to this loop as it arrives."""
+        self._owner = asyncio.get_running_loop()
+        self._fetch = deepgram_io.submit(self._fetch_all())
+
+    async def _fetch_all(self) -> None:
+        """Stream every piece of the text into the buffer, then cache the whole (Deepgram loop)."""
+        audio = bytearray()
+        error: TTSError | None = None
         tts = get_tts()
         try:
             for piece in split_text(self.text):
                 async with aclosing(tts.stream(self.voice, piece)) as stream:
                     async for chunk in stream:
-                        self.buffer += chunk
-                        self._wake()
+                        audio += chunk
+                        self._to_owner(self._arrived, chunk)
         except TTSError as exc:
-            self.error = exc
-        finally:
-            self.done = True
-            self._wake()
-            _inflight().pop(self.key, None)
-        if self.error is None and self.buffer:
-            audio = bytes(self.buffer)
-            memory.put(self.key, audio)
-            await _shared_set(self.key, audio)
+            error = exc
+        except Exception as exc:
+            logger.exception("speech for %s failed", self.key)
+            error = TTSError(f"speech failed unexpectedly ({type(exc).__name__})")
+        if error is None and audio:
+            # Cached before the synthesis leaves the in-flight table: no second request, and
+            # whoever waited for the whole audio finds it in every cache.
+            whole = bytes(audio)
+            memory.put(self.key, whole)
+            try:
+                await _shared_set(self.key, whole)
+            except Exception:
+                logger.warning("speech %s not kept in the shared cache", self.key, exc_info=True)
+        self._to_owner(self._finished, error)
+
+    def _to_owner(self, callback: Callable[..., None], *args: object) -> None:
+        assert self._owner is not None
+        # RuntimeError: the loop that asked has closed, and nobody is left to hear the speech.
+        with contextlib.suppress(RuntimeError):
+            self._owner.call_soon_threadsafe(callback, *args)
+
+    def _arrived(self, chunk: bytes) -> None:
+        self.buffer += chunk
+        self._wake()
+
+    def _finished(self, error: TTSError | None) -> None:
+        self.error = error
+        self.done = True
+        self._wake()
+        self._leave_inflight()
+
+    def _leave_inflight(self) -> None:
+        if _inflight().get(self.key) is self:
+            del _inflight()[self.key]
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Yield the audio from its first byte, waiting for Deepgram as needed."""
@@ -159,9 +196,9 @@ class Synthesis:
         finally:
             self.listeners -= 1
             # Nobody is listening any more (the caller interrupted or hung up): stop paying.
-            if self.listeners == 0 and not self.done and self.task is not None:
-                self.task.cancel()
-                _inflight().pop(self.key, None)
+            if self.listeners == 0 and not self.done and self._fetch is not None:
+                self._fetch.cancel()
+                self._leave_inflight()
 
     def _wake(self) -> None:
         self._more.set()
@@ -201,7 +238,10 @@ async def _shared_get(key: str) -> bytes | None:
 
 async def _from_shared(key: str) -> bytes | None:
     """Read audio from the shared cache, keeping it in this process' memory when found."""
-    audio = await _shared_get(key)
+    return _kept(key, await _shared_get(key))
+
+
+def _kept(key: str, audio: bytes | None) -> bytes | None:
     if audio is not None:
         memory.put(key, audio)
     return audio
@@ -235,7 +275,7 @@ def _synthesize(key: str, voice: str, text: str) -> Speech:
     if synthesis is None:
         synthesis = Synthesis(key, voice, text)
         _inflight()[key] = synthesis
-        synthesis.task = asyncio.get_running_loop().create_task(synthesis.produce())
+        synthesis.start()
     return Speech(voice, text, from_cache=False, synthesis=synthesis)
 
 
@@ -263,7 +303,7 @@ async def open_keyed(key: str, describe: Describe) -> Speech:
     Callers who ask for one key together share one look-up: a burst of calls answered with
     the same new greeting makes one shared-cache read, one `describe()` and one Deepgram request.
     """
-    speech = _open_in_process(key)
+    speech = _open_in_process(key) or _open_known_now(key)
     if speech is not None:
         return speech
     opening = _opening().get(key)
@@ -285,6 +325,18 @@ def _open_in_process(key: str) -> Speech | None:
     return None
 
 
+def _open_known_now(key: str) -> Speech | None:
+    """Open a key this process answered the webhook for, when no read needs to wait.
+
+    With the file cache a burst of calls opens its greeting with no await: the first
+    caller's Deepgram request is under way before the rest of the burst is handled.
+    """
+    known = _described.get(key)
+    if known is None or not runs_inline(CACHE_ALIAS, "get"):
+        return None
+    return _speech_for(key, *known, _kept(key, caches[CACHE_ALIAS].get(key)))
+
+
 async def _open_keyed(key: str, describe: Describe) -> Speech:
     known = _described.get(key)
     if known is not None:
@@ -294,11 +346,16 @@ async def _open_keyed(key: str, describe: Describe) -> Speech:
     else:
         # Both reads are needed on a miss; the first caller of a burst waits for them together.
         audio, (voice, text) = await asyncio.gather(_from_shared(key), describe())
+    # None: the greeting changed since the call was answered; speak what it says now.
+    return _speech_for(key, voice, text, audio) or await open_speech(voice, text)
+
+
+def _speech_for(key: str, voice: str, text: str, audio: bytes | None) -> Speech | None:
+    """The speech under `key`, given what the shared cache held; None if it no longer says it."""
     if audio is not None:
         return Speech(voice, text, from_cache=True, audio=audio)
     if speech_key(voice, text) != key:
-        # The greeting changed since the call was answered: speak what it says now.
-        return await open_speech(voice, text)
+        return None
     return _synthesize(key, voice, text)
 
 

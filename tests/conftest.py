@@ -9,7 +9,7 @@ from asgiref.sync import SyncToAsync
 from django.core.cache import caches
 from django.db import connections
 
-from calls import speech
+from calls import deepgram_io, speech
 from calls.fake_deepgram import FakeDeepgram
 from calls.tts import close_shared_client
 
@@ -42,4 +42,5 @@ async def deepgram(settings) -> AsyncIterator[FakeDeepgram]:  # noqa: ANN001
     settings.DEEPGRAM_API_KEY = "test-deepgram-key"
     yield server
     await close_shared_client()
+    await deepgram_io.close_client()
     await server.stop()

@@ -162,3 +162,29 @@ async def test_a_caller_leaving_does_not_cancel_the_others_lookup(
     leaving.cancel()
     assert await heard(await staying) == fake_audio(VOICE, TEXT)
     assert describe.asked == 1
+
+
+async def test_a_key_this_process_answered_starts_deepgram_with_no_await(
+    deepgram: FakeDeepgram,
+    settings,
+    tmp_path,  # noqa: ANN001
+) -> None:
+    settings.CACHES = {
+        **settings.CACHES,
+        speech.CACHE_ALIAS: {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path),
+            "TIMEOUT": None,
+        },
+    }
+    key = speech.remember(VOICE, TEXT)
+
+    async def unused() -> tuple[str, str]:
+        raise AssertionError("the webhook already said what the key holds")
+
+    # One step of the coroutine, no suspension: a burst of other calls cannot get in front.
+    opening = open_keyed(key, unused)
+    with pytest.raises(StopIteration) as opened:
+        opening.send(None)
+    assert await heard(opened.value.value) == fake_audio(VOICE, TEXT)
+    assert len(deepgram.requests) == 1

@@ -1,0 +1,41 @@
+"""The thread whose event loop makes the Deepgram requests for calls' speech.
+
+On the server's loop a request waits its turn behind every ready task at each of httpx's
+awaits; a burst of fifty `start`s holds the first caller's request back until the burst is
+handled. On a loop of its own the request leaves while the burst is still being read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from calls.tts import close_shared_client
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _running_loop() -> asyncio.AbstractEventLoop:
+    global _loop
+    with _lock:
+        if _loop is None or _loop.is_closed():
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="deepgram-io", daemon=True).start()
+        return _loop
+
+
+def submit(coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    """Run `coroutine` on the Deepgram loop; cancelling the future cancels it there."""
+    return asyncio.run_coroutine_threadsafe(coroutine, _running_loop())
+
+
+async def close_client() -> None:
+    """Close the Deepgram loop's connections (tests and shutdown)."""
+    if _loop is not None and not _loop.is_closed():
+        await asyncio.wrap_future(submit(close_shared_client()))
