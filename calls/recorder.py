@@ -12,6 +12,10 @@ from calls.per_loop import PerLoop
 
 logger = logging.getLogger(__name__)
 
+# How long a batch gathers before it is written: a burst of calls sends its first audio, or
+# its Deepgram request, before the database write takes the interpreter lock for milliseconds.
+BATCH_DELAY_SECONDS = 0.02
+
 
 class CallRecorder:
     """Queues call starts and ends and writes each batch in one transaction.
@@ -43,6 +47,7 @@ class CallRecorder:
         return done
 
     async def _write(self) -> None:
+        await asyncio.sleep(BATCH_DELAY_SECONDS)
         # Whatever queues up while one batch is written goes into the next.
         while self._started or self._ended:
             started, self._started = self._started, []
