@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import shutil
 import sys
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import procstat
+from bench import cpus, procstat
 from bench.callers import CallerPool, Plan
 from bench.control import run_control_roundtrip
 from bench.report import Row, spread, table, write_json
@@ -189,15 +190,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.speed}x real time; {args.processes} caller processes"
     )
     pool = CallerPool(args.processes)
+    cores = cpus.split()
+    if cores is not None:
+        server_cpus, load_cpus = cores
+        progress(
+            f"server on CPU {sorted(server_cpus)}, callers and fake Deepgram on {sorted(load_cpus)}"
+        )
+        for pid in [os.getpid(), *pool.pids]:
+            cpus.pin(pid, load_cpus)
     workdir = Path(tempfile.mkdtemp(prefix="voicebridge-bench-"))
     if args.keep:
         progress(f"server logs and database in {workdir}")
     try:
         with fake_deepgram(ttfb, args.speed) as deepgram:
+            if cores is not None:
+                cpus.pin(deepgram.process.pid, load_cpus)
             progress("preparing the database ...")
             voicebridge = prepare_voicebridge(workdir, deepgram.url)
             with voicebridge.running() as server, floor(workdir) as bare:
                 pid = server.process.pid
+                if cores is not None:
+                    cpus.pin(pid, server_cpus)
+                    cpus.pin(bare.process.pid, server_cpus)
                 url = server.url
                 warm = run_phase(pool, "warm-up call", Plan(url, (0.0,), hang_up_at=ttfb + 1.0))
                 phases["warm-up"] = warm
@@ -258,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 checks["after_admin_edit"] = voicebridge.last_call()
                 checks["peak"] = procstat.sample(pid)
             with voicebridge.running("daphne-restarted.log") as server:
+                if cores is not None:
+                    cpus.pin(server.process.pid, server_cpus)
                 phases["after-restart"] = run_phase(
                     pool, "first call after a restart", Plan(server.url, (0.0,), hang_up_at=1.0)
                 )
@@ -410,7 +426,8 @@ def assess(
                 )
                 frames += phase.frames_in_window
         per_frame[target] = cpu / frames if frames else float("nan")
-    ratio = per_frame["voicebridge"] / per_frame["floor"]
+    # A run too short for the floor to register one clock tick has no ratio to show.
+    ratio = per_frame["voicebridge"] / per_frame["floor"] if per_frame["floor"] else float("inf")
     rows.append(
         Row(
             f"server CPU per caller media frame ({args.media_calls} calls)",

@@ -256,6 +256,11 @@ class CallerPool:
             self._controls.append(ours)
             self._processes.append(process)
 
+    @property
+    def pids(self) -> list[int]:
+        """The caller processes' ids."""
+        return [process.pid for process in self._processes if process.pid is not None]
+
     def run(
         self,
         plan: Plan,
