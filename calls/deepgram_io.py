@@ -24,7 +24,7 @@ _loop: asyncio.AbstractEventLoop | None = None
 def _running_loop() -> asyncio.AbstractEventLoop:
     global _loop
     with _lock:
-        if _loop is None or _loop.is_closed():
+        if _loop is None:
             _loop = asyncio.new_event_loop()
             threading.Thread(target=_loop.run_forever, name="deepgram-io", daemon=True).start()
         return _loop
@@ -37,5 +37,5 @@ def submit(coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
 
 async def close_client() -> None:
     """Close the Deepgram loop's connections (tests and shutdown)."""
-    if _loop is not None and not _loop.is_closed():
+    if _loop is not None:
         await asyncio.wrap_future(submit(close_shared_client()))

@@ -24,13 +24,11 @@ async def test_a_busy_caller_loop_does_not_hold_the_coroutine_back() -> None:
     async def note() -> None:
         started.set()
 
-    submitted = time.monotonic()
     future = deepgram_io.submit(note())
     # This loop is busy (as the server's is with a burst of `start`s): it never yields here.
     time.sleep(0.2)
     assert started.is_set()
     await asyncio.wrap_future(future)
-    assert time.monotonic() - submitted >= 0.2
 
 
 async def test_cancelling_the_future_cancels_the_coroutine_there() -> None:
