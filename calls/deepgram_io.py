@@ -36,6 +36,6 @@ def submit(coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
 
 
 async def close_client() -> None:
-    """Close the Deepgram loop's connections (tests and shutdown)."""
+    """Close the Deepgram loop's connections (between tests)."""
     if _loop is not None:
         await asyncio.wrap_future(submit(close_shared_client()))
