@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -25,17 +26,19 @@ from calls.signatures import (
     claim_stream_token,
     policy,
 )
-from calls.speech import open_keyed
+from calls.speech import Speech, open_keyed, open_now
 from calls.twilio import (
     MAX_FRAME_CHARS,
     Connected,
     Dtmf,
+    Event,
     Mark,
     Media,
     ProtocolError,
     Start,
     Stop,
     is_media,
+    is_start,
     parse_event,
 )
 
@@ -57,6 +60,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
     _live_task: asyncio.Task[None] | None = None
     _hangup_task: asyncio.Task[None] | None = None
     _hanging_up = False
+    _head: _HeadStart | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # Caller audio arrives 50 times a second for the whole call and we do not use it.
@@ -70,9 +74,14 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                 if (
                     text is None
                     or message["type"] != "websocket.receive"
-                    or not is_media(text)
                     or len(text) > MAX_FRAME_CHARS
                 ):
+                    return message
+                if not is_media(text):
+                    if self.start is None and self._head is None and is_start(text):
+                        # Under a burst of calls, Channels hands this frame to dispatch only
+                        # after every other socket's read (milliseconds): open the greeting now.
+                        self._head = _head_start(text)
                     return message
                 if self.start is None:
                     self._warn_once("media-before-start", "media before start: ignored")
@@ -126,8 +135,13 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         if text_data is None:
             self._warn_once("binary", "binary frame: Twilio sends only text; ignored")
             return
+        head = self._head
         try:
-            event = parse_event(text_data)
+            # The head start parsed this very frame already.
+            if head is not None and head.start is not None and head.text is text_data:
+                event: Event = head.start
+            else:
+                event = parse_event(text_data)
         except ProtocolError as exc:
             if exc.event == "start" and self.start is None:
                 # Without a valid start there is no call to serve: let Twilio's TwiML go on.
@@ -159,7 +173,9 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         if self.start is not None:
             self._warn_once("second-start", "second start: ignored")
             return
-        started_at = time.monotonic()
+        head, self._head = self._head, None
+        if head is None or head.start is not start:
+            head = _HeadStart("", start, None, time.monotonic())
         params = start.custom_parameters
         if policy() == "verify":
             try:
@@ -169,13 +185,13 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                 await self.close()
                 return
         self.start = start
-        self.started_at = started_at
+        self.started_at = head.read_at
         shutdown.track(self._end_for_shutdown)
         self.greeting_id = _int_or_none(params.get("greeting", ""))
         self.player = Player(self.send, start.stream_sid, on_outcome=self._on_outcome)
         self._live_task = asyncio.get_running_loop().create_task(self._stay_live(start.call_sid))
         if params.get("speech"):
-            speech = await open_keyed(params["speech"], self._describe_greeting)
+            speech = head.speech or await open_keyed(params["speech"], self._describe_greeting)
             self.player.say(Utterance(speech.voice, speech.text, GREETING_MARK, speech=speech))
         else:
             voice, text = await self._describe_greeting()
@@ -379,6 +395,38 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         if kind not in self._warned:
             self._warned.add(kind)
             logger.warning("call %s: %s", self._sid, message)
+
+
+@dataclass(frozen=True)
+class _HeadStart:
+    """A `start` frame parsed as it was read, and its greeting if it opened with no await."""
+
+    text: str
+    start: Start | None
+    speech: Speech | None
+    read_at: float
+
+
+def _head_start(text: str) -> _HeadStart:
+    """Parse a `start` and open its greeting now when its token holds and no await is needed."""
+    read_at = time.monotonic()
+    try:
+        start = parse_event(text)
+    except ProtocolError:
+        start = None
+    if not isinstance(start, Start):
+        # receive() parses it again and says what is wrong.
+        return _HeadStart(text, None, None, read_at)
+    key = start.custom_parameters.get("speech")
+    if not key:
+        return _HeadStart(text, start, None, read_at)
+    if policy() == "verify":
+        try:
+            check_stream_token(start.call_sid, start.custom_parameters)
+        except StreamTokenError:
+            # Refused in _on_start; nothing is spoken for it.
+            return _HeadStart(text, start, None, read_at)
+    return _HeadStart(text, start, open_now(key), read_at)
 
 
 def _greeting_or_default(greeting_id: int | None) -> Greeting:

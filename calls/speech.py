@@ -303,7 +303,7 @@ async def open_keyed(key: str, describe: Describe) -> Speech:
     Callers who ask for one key together share one look-up: a burst of calls answered with
     the same new greeting makes one shared-cache read, one `describe()` and one Deepgram request.
     """
-    speech = _open_in_process(key) or _open_known_now(key)
+    speech = open_now(key)
     if speech is not None:
         return speech
     opening = _opening().get(key)
@@ -313,6 +313,11 @@ async def open_keyed(key: str, describe: Describe) -> Speech:
         opening.add_done_callback(lambda _: _opening().pop(key, None))
     # One caller hanging up must not cancel the look-up the others wait for.
     return await asyncio.shield(opening)
+
+
+def open_now(key: str) -> Speech | None:
+    """Open `key` with no await, if this process can: from memory, in flight, or described."""
+    return _open_in_process(key) or _open_known_now(key)
 
 
 def _open_in_process(key: str) -> Speech | None:

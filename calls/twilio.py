@@ -16,6 +16,7 @@ MAX_FRAME_CHARS = 64 * 1024
 _SID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Twilio serialises "event" first; a frame shaped otherwise still parses, only more slowly.
 _MEDIA_PREFIX = re.compile(r'\s*\{\s*"event"\s*:\s*"media"')
+_START_PREFIX = re.compile(r'\s*\{\s*"event"\s*:\s*"start"')
 
 
 class ProtocolError(ValueError):
@@ -67,6 +68,11 @@ Event = Connected | Start | Media | Dtmf | Mark | Stop
 def is_media(text: str) -> bool:
     """Tell cheaply whether a frame is inbound caller audio, without parsing it."""
     return _MEDIA_PREFIX.match(text) is not None
+
+
+def is_start(text: str) -> bool:
+    """Tell cheaply whether a frame is the stream's `start`, without parsing it."""
+    return _START_PREFIX.match(text) is not None
 
 
 def parse_event(text: str) -> Event:

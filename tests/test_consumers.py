@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from contextlib import aclosing
 
 import pytest
 from channels.testing import WebsocketCommunicator
 
+from calls import consumers
 from calls.fake_deepgram import FakeDeepgram, fake_audio
 from calls.models import Call, Greeting
-from calls.speech import open_cached, speech_key
+from calls.speech import open_cached, remember, speech_key
+from calls.twilio import parse_event
 from tests import frames
 from voicebridge.asgi import application
 
@@ -188,3 +191,29 @@ async def test_dropped_socket_finishes_the_call_row(deepgram: FakeDeepgram) -> N
     call = await call_row()
     assert call.status == Call.Status.COMPLETED
     assert call.ended_at is not None
+
+
+async def test_a_start_opens_its_greeting_as_it_is_read(deepgram: FakeDeepgram) -> None:
+    greeting = await default_greeting()
+    frame = frames.start({"speech": remember(greeting.voice, greeting.text)})
+    # What the consumer does with a `start` the moment it reads it, before Channels dispatches it.
+    head = consumers._head_start(frame)
+    assert head.text is frame and head.start == parse_event(frame)
+    assert head.speech is not None and head.speech.synthesis is not None
+    audio = bytearray()
+    async with aclosing(head.speech.chunks()) as chunks:
+        async for chunk in chunks:
+            audio += chunk
+    assert bytes(audio) == GREETING_AUDIO
+    assert len(deepgram.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [frames.start(), '{"event":"start","start":', '{"event":"start","event":"mark"}'],
+    ids=["no-speech-key", "not-json", "not-a-start"],
+)
+def test_a_start_with_nothing_to_open_ahead_opens_nothing(frame: str) -> None:
+    head = consumers._head_start(frame)
+    assert head.speech is None
+    assert (head.start is None) == (frame != frames.start())

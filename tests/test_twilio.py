@@ -21,6 +21,7 @@ from calls.twilio import (
     Stop,
     clear_message,
     is_media,
+    is_start,
     mark_message,
     media_message,
     parse_event,
@@ -169,6 +170,13 @@ def test_outbound_messages_have_exactly_twilios_fields() -> None:
 def test_is_media_rejects_other_events() -> None:
     assert not is_media('{"event":"mark","mark":{"name":"media"}}')
     assert is_media('{ "event" : "media", "media": {}}')
+
+
+def test_is_start_tells_the_start_frame_from_others() -> None:
+    assert is_start('{"event":"start","start":{}}')
+    assert is_start(' { "event" : "start" }')
+    assert not is_start('{"event":"mark","mark":{"name":"start"}}')
+    assert not is_start('{"event":"media","media":{}}')
 
 
 @given(
