@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -25,3 +26,8 @@ application = ProtocolTypeRouter(
 )
 
 announce_policy()
+
+# What start-up loaded lives as long as the process: frozen, the garbage collector's full passes
+# skip it. Every call on the worker waits out such a pass; with 200 calls open one took 37-86 ms
+# before this and 15-31 ms after.
+gc.freeze()
