@@ -19,11 +19,13 @@ from calls.playback import Outcome, Player, Utterance
 from calls.recorder import recorder
 from calls.signatures import (
     REFUSALS,
+    TOKEN_USED,
     StreamTokenError,
     accepted,
     check_handshake,
     check_stream_token,
     claim_stream_token,
+    claim_stream_token_now,
     policy,
 )
 from calls.speech import Speech, open_keyed, open_now
@@ -179,7 +181,10 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         params = start.custom_parameters
         if policy() == "verify":
             try:
-                await claim_stream_token(check_stream_token(start.call_sid, params))
+                if head.claimed is False:
+                    raise StreamTokenError(TOKEN_USED)
+                if head.claimed is None:
+                    await claim_stream_token(check_stream_token(start.call_sid, params))
             except StreamTokenError as exc:
                 logger.warning("call %s: start refused: %s; closing", start.call_sid, exc)
                 await self.close()
@@ -405,6 +410,8 @@ class _HeadStart:
     start: Start | None
     speech: Speech | None
     read_at: float
+    # Whether the stream token was unused when claimed here; None when it was not claimed here.
+    claimed: bool | None = None
 
 
 def _head_start(text: str) -> _HeadStart:
@@ -420,13 +427,20 @@ def _head_start(text: str) -> _HeadStart:
     key = start.custom_parameters.get("speech")
     if not key:
         return _HeadStart(text, start, None, read_at)
+    claimed = None
     if policy() == "verify":
+        # Only a genuine, unused token may start a Deepgram request: a replayed start would
+        # otherwise ask again for speech whose first request was cancelled.
         try:
-            check_stream_token(start.call_sid, start.custom_parameters)
+            claimed = claim_stream_token_now(
+                check_stream_token(start.call_sid, start.custom_parameters)
+            )
         except StreamTokenError:
             # Refused in _on_start; nothing is spoken for it.
             return _HeadStart(text, start, None, read_at)
-    return _HeadStart(text, start, open_now(key), read_at)
+        if not claimed:
+            return _HeadStart(text, start, None, read_at, claimed)
+    return _HeadStart(text, start, open_now(key), read_at, claimed)
 
 
 def _greeting_or_default(greeting_id: int | None) -> Greeting:

@@ -11,10 +11,11 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core import signing
+from django.core.cache import caches
 from django.http import HttpRequest
 from twilio.request_validator import RequestValidator
 
-from calls.cache_calls import cache_call
+from calls.cache_calls import cache_call, runs_inline
 from calls.endpoints import public_origin
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ TOKEN_PARAMETER = "token"
 # Twilio reads the <Say> (at most 500 characters, about 40 s) before it opens the stream.
 STREAM_TOKEN_MAX_AGE = 120
 _TOKEN_SALT = "calls.stream-token"
+TOKEN_USED = "stream token was already used"
 
 Verdict = Literal["signed", "unsigned", "no-token", "bad-signature"]
 
@@ -123,7 +125,17 @@ async def claim_stream_token(key: str) -> None:
     """Use a checked token up; a second `start` with it is a replay."""
     # One use across every worker: the shared cache (Redis when REDIS_URL is set) decides.
     if not await cache_call("default", "add", key, 1, STREAM_TOKEN_MAX_AGE):
-        raise StreamTokenError("stream token was already used")
+        raise StreamTokenError(TOKEN_USED)
+
+
+def claim_stream_token_now(key: str) -> bool | None:
+    """Use a checked token up with no await if the shared cache allows: whether it was unused.
+
+    None when the claim needs I/O (Redis); `claim_stream_token` makes it then.
+    """
+    if not runs_inline("default", "add"):
+        return None
+    return bool(caches["default"].add(key, 1, STREAM_TOKEN_MAX_AGE))
 
 
 def _validator() -> RequestValidator:
