@@ -17,8 +17,15 @@ from pathlib import Path
 from bench import cpus, procstat
 from bench.callers import CallerPool, Plan
 from bench.control import run_control_roundtrip
+from bench.relay_floor import TEXT_PREFIX as RELAY_TEXT
 from bench.report import Row, spread, table, write_json
-from bench.servers import fake_deepgram, floor, prepare_voicebridge, save_greeting_in_admin
+from bench.servers import (
+    fake_deepgram,
+    floor,
+    prepare_voicebridge,
+    relay_floor,
+    save_greeting_in_admin,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KIB = 1024
@@ -202,19 +209,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.keep:
         progress(f"server logs and database in {workdir}")
     try:
-        with fake_deepgram(ttfb, args.speed) as deepgram:
+        # The first-audio floor asks a fake of its own: voicebridge's request counts stay its own.
+        with (
+            fake_deepgram(ttfb, args.speed) as deepgram,
+            fake_deepgram(ttfb, args.speed) as relay_deepgram,
+        ):
             if cores is not None:
                 cpus.pin(deepgram.process.pid, load_cpus)
+                cpus.pin(relay_deepgram.process.pid, load_cpus)
             progress("preparing the database ...")
             voicebridge = prepare_voicebridge(workdir, deepgram.url)
-            with voicebridge.running() as server, floor(workdir) as bare:
+            with (
+                voicebridge.running() as server,
+                floor(workdir) as bare,
+                relay_floor(workdir, relay_deepgram.url) as relay,
+            ):
                 pid = server.process.pid
                 if cores is not None:
-                    cpus.pin(pid, server_cpus)
-                    cpus.pin(bare.process.pid, server_cpus)
+                    for process in (server.process, bare.process, relay.process):
+                        cpus.pin(process.pid, server_cpus)
                 url = server.url
                 warm = run_phase(pool, "warm-up call", Plan(url, (0.0,), hang_up_at=ttfb + 1.0))
                 phases["warm-up"] = warm
+                phases["relay-warm-up"] = run_phase(
+                    pool,
+                    "first-audio floor, warm-up call",
+                    Plan(relay.url, (0.0,), hang_up_at=ttfb + 1.0, webhook=False),
+                )
                 checks["rss_baseline"] = procstat.sample(pid)
                 for n in args.calls:
                     progress(f"{n} concurrent calls")
@@ -226,6 +247,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         Plan(url, together(n), hang_up_at=ttfb + 2.0),
                     )
                     checks[f"deepgram_first_byte-{n}"] = first_byte_seconds(deepgram.stats(), text)
+                    phases[f"relay-{n}"] = run_phase(
+                        pool,
+                        f"first-audio floor, {n} calls starting together",
+                        Plan(relay.url, together(n), hang_up_at=ttfb + 2.0, webhook=False),
+                    )
+                    checks[f"relay_first_byte-{n}"] = first_byte_seconds(
+                        relay_deepgram.stats(), RELAY_TEXT
+                    )
                     ramp = args.ramp * n
                     phases[f"cached-{n}"] = run_phase(
                         pool,
@@ -328,11 +357,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def first_byte_seconds(stats: dict[str, object], text: str) -> float:
-    """Return the fake Deepgram's own time to first byte for the latest request for `text`."""
+    """Return the fake's own time to first byte for its latest request whose text starts `text`."""
     texts, seconds = stats["texts"], stats["first_byte_seconds"]
     assert isinstance(texts, list) and isinstance(seconds, list)
     for (_, said), first_byte in zip(reversed(texts), reversed(seconds), strict=True):
-        if said == text and first_byte is not None:
+        if said.startswith(text) and first_byte is not None:
             return float(first_byte)
     return float("nan")
 
@@ -377,11 +406,19 @@ def assess(
             )
         )
         figures[f"server_overhead_uncached_{n}"] = overhead
+        # What a bare relay under the same daphne adds on this machine, measured the same way.
+        relay_part = checks[f"relay_first_byte-{n}"]
+        assert isinstance(relay_part, float)
+        relayed = spread([t - relay_part for t in phases[f"relay-{n}"].ttfa])
+        rows.append(Row(f"  same for the first-audio floor (bare relay), {n} calls", str(relayed)))
+        figures[f"floor_overhead_uncached_{n}"] = relayed
 
     stats = checks["deepgram"]
     assert isinstance(stats, dict)
     per_text = Counter((model, text) for model, text in stats["texts"])
-    calls = sum(p.calls for name, p in phases.items() if not name.startswith("media-floor-"))
+    calls = sum(
+        p.calls for name, p in phases.items() if not name.startswith(("media-floor-", "relay-"))
+    )
     most = max(per_text.values(), default=0)
     rows.append(
         Row(

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from bench.callers import TWILIO_AUTH_TOKEN
+from bench.relay_floor import DEEPGRAM_URL_VARIABLE
 from calls.devserver import (
     PROJECT_DIR,
     RunningServer,
@@ -27,6 +28,7 @@ from calls.devserver import (
 ADMIN_USER = "bench"
 ADMIN_PASSWORD = "a-long-benchmark-password-1"
 FLOOR_APPLICATION = "bench.floor:application"
+RELAY_FLOOR_APPLICATION = "bench.relay_floor:application"
 
 
 class BenchError(RuntimeError):
@@ -140,6 +142,15 @@ def floor(workdir: Path) -> Iterator[RunningServer]:
     """Serve the bare ASGI floor app with the same daphne."""
     log = workdir / "floor.log"
     with running_daphne(server_env({}), log, application=FLOOR_APPLICATION) as server:
+        yield server
+
+
+@contextmanager
+def relay_floor(workdir: Path, deepgram_url: str) -> Iterator[RunningServer]:
+    """Serve the first-audio floor app with the same daphne, asking the fake at `deepgram_url`."""
+    env = server_env({DEEPGRAM_URL_VARIABLE: deepgram_url})
+    log = workdir / "relay-floor.log"
+    with running_daphne(env, log, application=RELAY_FLOOR_APPLICATION) as server:
         yield server
 
 
