@@ -69,7 +69,9 @@ class DeepgramTTS:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.retry_deadline
             attempt = 0
+            # The latest failure Deepgram answered, and the latest failure of any kind.
             answered: TTSError | None = None
+            failed: TTSError | None = None
             while True:
                 started = False
                 timeout_at = loop.time() + self.first_byte_timeout
@@ -85,12 +87,17 @@ class DeepgramTTS:
                     # Once audio reached the caller a retry would make them hear words twice.
                     if started or not exc.retryable:
                         raise
-                    answered = exc if exc.status is not None else answered
+                    # A retry that our deadline cut short tells nothing about Deepgram.
+                    if not (attempt and timeout_at == deadline and loop.time() >= deadline):
+                        failed = exc
+                        answered = exc if exc.status is not None else answered
                     delay = _backoff(attempt)
                     if loop.time() + delay >= deadline:
-                        # Deepgram's own answer says more than our deadline cutting a retry short.
-                        if exc.status is None and answered is not None:
-                            raise answered from exc
+                        # Deepgram's own answer says more than a connection error, and either
+                        # says more than our deadline cutting a retry short.
+                        reported = answered or failed
+                        if reported is not None and reported is not exc:
+                            raise reported from exc
                         raise
                     logger.info("deepgram attempt %d failed, retrying: %s", attempt + 1, exc)
                     await asyncio.sleep(delay)

@@ -120,6 +120,27 @@ async def test_retries_only_before_the_first_byte_and_within_the_deadline() -> N
     assert seen == [429, 503, 200]
 
 
+async def test_an_attempt_the_deadline_cuts_short_reports_the_failure_before_it() -> None:
+    attempts = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise httpx.ConnectError("All connection attempts failed", request=request)
+        # The retry starts close to the deadline and is still waiting when it passes.
+        await asyncio.sleep(5)
+        raise AssertionError("the deadline should have ended this attempt")
+
+    async with client_for(httpx.MockTransport(handler)) as client:
+        tts = DeepgramTTS(
+            api_key="k", base_url="https://dg.example", client=client, retry_deadline=0.3
+        )
+        with pytest.raises(TTSError, match="connection failed"):
+            await collect(tts)
+    assert attempts == 2
+
+
 async def test_cap_on_concurrent_deepgram_requests(deepgram, settings) -> None:  # noqa: ANN001
     settings.DEEPGRAM_MAX_CONCURRENCY = 2
     deepgram.hold()
