@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+OnText = Callable[[str, Any], None]
 
-async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Accept a WebSocket and read it to the end, doing nothing with what arrives."""
+
+async def serve(scope: dict[str, Any], receive: Any, send: Any, on_text: OnText | None) -> None:
+    """Accept a WebSocket and read it to the end, handing text frames to `on_text` if given."""
     if scope["type"] != "websocket":
         return
     while True:
@@ -15,3 +18,10 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "websocket.accept"})
         elif message["type"] == "websocket.disconnect":
             return
+        elif on_text is not None and (text := message.get("text")):
+            on_text(text, send)
+
+
+async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Accept a WebSocket and read it to the end, doing nothing with what arrives."""
+    await serve(scope, receive, send, None)

@@ -15,6 +15,7 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench.floor import serve
 from calls.twilio import is_start, media_message
 
 # The fake Deepgram this floor asks, set by the benchmark for the daphne it starts.
@@ -86,15 +87,11 @@ class _Relay:
 _relay = _Relay()
 
 
+def _on_text(text: str, send: Send) -> None:
+    if is_start(text):
+        _relay.join(send, json.loads(text)["streamSid"])
+
+
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Accept a call, relay the first audio after its `start`, drop every other frame."""
-    if scope["type"] != "websocket":
-        return
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.connect":
-            await send({"type": "websocket.accept"})
-        elif message["type"] == "websocket.disconnect":
-            return
-        elif (text := message.get("text")) and is_start(text):
-            _relay.join(send, json.loads(text)["streamSid"])
+    await serve(scope, receive, send, _on_text)
