@@ -13,7 +13,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from calls.tts import close_shared_client
+from calls.tts import close_connections
 
 T = TypeVar("T")
 
@@ -38,4 +38,4 @@ def submit(coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
 async def close_client() -> None:
     """Close the Deepgram loop's connections (between tests)."""
     if _loop is not None:
-        await asyncio.wrap_future(submit(close_shared_client()))
+        await asyncio.wrap_future(submit(close_connections()))

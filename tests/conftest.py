@@ -11,7 +11,7 @@ from django.db import connections
 
 from calls import deepgram_io, speech
 from calls.fake_deepgram import FakeDeepgram
-from calls.tts import close_shared_client
+from calls.tts import close_connections
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +41,6 @@ async def deepgram(settings) -> AsyncIterator[FakeDeepgram]:  # noqa: ANN001
     settings.DEEPGRAM_API_URL = server.url
     settings.DEEPGRAM_API_KEY = "test-deepgram-key"
     yield server
-    await close_shared_client()
+    await close_connections()
     await deepgram_io.close_client()
     await server.stop()

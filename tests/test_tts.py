@@ -13,10 +13,6 @@ from calls.fake_deepgram import fake_audio
 from calls.tts import DeepgramTTS, TTSError, get_tts
 
 
-def client_for(handler: httpx.MockTransport) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=handler)
-
-
 async def collect(tts: DeepgramTTS, voice: str = "aura-2-thalia-en", text: str = "Hi") -> bytes:
     out = bytearray()
     async with aclosing(tts.stream(voice, text)) as chunks:
@@ -32,8 +28,8 @@ async def test_request_shape_and_streamed_audio() -> None:
         seen.append(request)
         return httpx.Response(200, content=b"\x01\x02\x03", headers={"dg-request-id": "r1"})
 
-    async with client_for(httpx.MockTransport(handler)) as client:
-        tts = DeepgramTTS(api_key="k", base_url="https://dg.example", client=client)
+    async with httpx.MockTransport(handler) as transport:
+        tts = DeepgramTTS(api_key="k", base_url="https://dg.example", transport=transport)
         assert await collect(tts, text="Hello there") == b"\x01\x02\x03"
     request = seen[0]
     assert request.method == "POST"
@@ -45,6 +41,13 @@ async def test_request_shape_and_streamed_audio() -> None:
         "container": "none",
     }
     assert request.headers["authorization"] == "Token k"
+    assert request.headers["user-agent"] == "voicebridge"
+    assert request.extensions["timeout"] == {
+        "connect": 3.0,
+        "read": 10.0,
+        "write": 10.0,
+        "pool": 10.0,
+    }
     assert json.loads(request.content) == {"text": "Hello there"}
 
 
@@ -58,8 +61,8 @@ async def test_error_status_becomes_tts_error_with_deepgram_message(
         body = {"err_code": "X", "err_msg": "Something is off.", "request_id": "body-id"}
         return httpx.Response(status, json=body, headers={"dg-request-id": "hdr-id"})
 
-    async with client_for(httpx.MockTransport(handler)) as client:
-        tts = DeepgramTTS(api_key="k", base_url="https://dg.example", client=client)
+    async with httpx.MockTransport(handler) as transport:
+        tts = DeepgramTTS(api_key="k", base_url="https://dg.example", transport=transport)
         with pytest.raises(TTSError) as info:
             await collect(tts)
     error = info.value
@@ -73,8 +76,8 @@ async def test_non_json_error_body_is_reported_not_played() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(502, content=b"<html>Bad gateway</html>")
 
-    async with client_for(httpx.MockTransport(handler)) as client:
-        tts = DeepgramTTS(api_key="k", base_url="https://dg.example", client=client)
+    async with httpx.MockTransport(handler) as transport:
+        tts = DeepgramTTS(api_key="k", base_url="https://dg.example", transport=transport)
         with pytest.raises(TTSError, match="Bad gateway"):
             await collect(tts)
 
@@ -83,8 +86,8 @@ async def test_connection_failure_is_a_retryable_tts_error() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
-    async with client_for(httpx.MockTransport(handler)) as client:
-        tts = DeepgramTTS(api_key="k", base_url="https://dg.example", client=client)
+    async with httpx.MockTransport(handler) as transport:
+        tts = DeepgramTTS(api_key="k", base_url="https://dg.example", transport=transport)
         with pytest.raises(TTSError) as info:
             await collect(tts)
     assert info.value.retryable
@@ -94,8 +97,8 @@ async def test_missing_key_fails_before_any_request() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise AssertionError("no request expected")
 
-    async with client_for(httpx.MockTransport(handler)) as client:
-        tts = DeepgramTTS(api_key="", base_url="https://dg.example", client=client)
+    async with httpx.MockTransport(handler) as transport:
+        tts = DeepgramTTS(api_key="", base_url="https://dg.example", transport=transport)
         with pytest.raises(TTSError, match="DEEPGRAM_API_KEY"):
             await collect(tts)
 
@@ -109,12 +112,12 @@ async def test_retries_only_before_the_first_byte_and_within_the_deadline() -> N
         seen.append(status)
         return httpx.Response(status, content=b"\x05" * 10 if status == 200 else b"{}")
 
-    async with client_for(httpx.MockTransport(handler)) as client:
-        tts = DeepgramTTS(api_key="k", base_url="https://dg.example", client=client)
+    async with httpx.MockTransport(handler) as transport:
+        tts = DeepgramTTS(api_key="k", base_url="https://dg.example", transport=transport)
         with pytest.raises(TTSError, match="429"):
             await collect(tts)  # no deadline: no retries
         retrying = DeepgramTTS(
-            api_key="k", base_url="https://dg.example", client=client, retry_deadline=5
+            api_key="k", base_url="https://dg.example", transport=transport, retry_deadline=5
         )
         assert await collect(retrying) == b"\x05" * 10
     assert seen == [429, 503, 200]
@@ -132,9 +135,9 @@ async def test_an_attempt_the_deadline_cuts_short_reports_the_failure_before_it(
         await asyncio.sleep(5)
         raise AssertionError("the deadline should have ended this attempt")
 
-    async with client_for(httpx.MockTransport(handler)) as client:
+    async with httpx.MockTransport(handler) as transport:
         tts = DeepgramTTS(
-            api_key="k", base_url="https://dg.example", client=client, retry_deadline=0.3
+            api_key="k", base_url="https://dg.example", transport=transport, retry_deadline=0.3
         )
         with pytest.raises(TTSError, match="connection failed"):
             await collect(tts)
@@ -159,3 +162,13 @@ async def test_cap_on_concurrent_deepgram_requests(deepgram, settings) -> None: 
     audio = await asyncio.gather(*tasks)
     assert audio == [fake_audio("aura-asteria-en", f"Call {n}.") for n in range(5)]
     assert len(deepgram.requests) == 5
+
+
+async def test_requests_one_after_another_share_one_connection(deepgram) -> None:  # noqa: ANN001
+    first = await collect(get_tts(), "aura-asteria-en", "One.")
+    second = await collect(get_tts(), "aura-asteria-en", "Two.")
+    assert (first, second) == (
+        fake_audio("aura-asteria-en", "One."),
+        fake_audio("aura-asteria-en", "Two."),
+    )
+    assert [r.connection for r in deepgram.requests] == [1, 1]

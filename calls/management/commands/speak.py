@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 from calls.audio import SAMPLE_RATE, duration_seconds, wav_from_mulaw
 from calls.listen import explain
 from calls.speech import split_text
-from calls.tts import TTSError, close_shared_client, get_tts
+from calls.tts import TTSError, close_connections, get_tts
 from calls.voices import DEFAULT_VOICE, VOICE_CHOICES
 
 KNOWN_VOICES = frozenset(value for _, group in VOICE_CHOICES for value, _ in group)
@@ -110,5 +110,5 @@ async def _synthesize(voice: str, text: str, progress: Callable[[int], None]) ->
                         reported = len(audio)
                         progress(reported)
     finally:
-        await close_shared_client()
+        await close_connections()
     return bytes(audio)
