@@ -11,7 +11,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -175,7 +175,7 @@ class Synthesis:
         if _inflight().get(self.key) is self:
             del _inflight()[self.key]
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         """Yield the audio from its first byte, waiting for Deepgram as needed."""
         self.listeners += 1
         offset = 0
@@ -215,16 +215,20 @@ class Speech:
     audio: bytes | None = None
     synthesis: Synthesis | None = None
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> AsyncGenerator[bytes, None]:
         """Yield the audio in pieces of at most one second."""
         if self.audio is not None:
-            for start in range(0, len(self.audio), MAX_CHUNK_BYTES):
-                yield self.audio[start : start + MAX_CHUNK_BYTES]
-            return
+            return _pieces(self.audio)
         assert self.synthesis is not None
-        async with aclosing(self.synthesis.chunks()) as chunks:
-            async for chunk in chunks:
-                yield chunk
+        # The synthesis' own reader, with no generator in between: under a burst every layer
+        # is paid once per waiting caller before the last of them hears the first audio.
+        return self.synthesis.chunks()
+
+
+async def _pieces(audio: bytes) -> AsyncGenerator[bytes, None]:
+    """Yield whole audio in pieces of at most one second."""
+    for start in range(0, len(audio), MAX_CHUNK_BYTES):
+        yield audio[start : start + MAX_CHUNK_BYTES]
 
 
 # Syntheses in flight, and cache look-ups under way, by speech key.
