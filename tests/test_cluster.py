@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
+import httpx
 import psycopg
 import pytest
 
@@ -13,6 +15,7 @@ from calls.fake_deepgram import fake_audio, running_in_thread
 pytestmark = pytest.mark.e2e
 
 TABLE_READY = "Your table for two is ready at the window."
+POOL_SIZE = 10
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +57,30 @@ async def test_say_through_one_worker_reaches_a_call_on_another(
             (report.call_sid,),
         ).fetchone()
     assert (status, text, played) == ("completed", TABLE_READY, True)
+
+
+async def test_a_burst_of_calls_beyond_postgresqls_connection_limit_is_answered(
+    cluster: Cluster,
+) -> None:
+    # Each webhook runs in a thread of its own; unpooled, each would open a connection.
+    with psycopg.connect(cluster.database_url) as conn:
+        limit = int(conn.execute("SHOW max_connections").fetchone()[0])
+    burst = min(limit + 20, 400)
+    worker = cluster.workers[0]
+
+    async def answer(http: httpx.AsyncClient, n: int) -> int:
+        form = {"CallSid": f"CA{n:032x}", "From": "+15550001111", "To": "+15550002222"}
+        return (await http.post("/voice", data=form)).status_code
+
+    limits = httpx.Limits(max_connections=burst)
+    async with httpx.AsyncClient(base_url=worker.url, timeout=60, limits=limits) as http:
+        statuses = await asyncio.gather(*(answer(http, n) for n in range(burst)))
+
+    assert statuses.count(200) == burst, (sorted(set(statuses)), cluster.logs()[-3000:])
+    with psycopg.connect(cluster.database_url) as conn:
+        (open_connections,) = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        ).fetchone()
+    # Both workers' pools, at most.
+    assert open_connections <= POOL_SIZE * len(cluster.workers)

@@ -92,6 +92,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
     )
 
+# Under ASGI each webhook request runs in a thread of its own, which opens a connection of its
+# own: a burst of incoming calls would open a PostgreSQL connection per call and run past the
+# server's max_connections (requests then fail). A pool per worker caps and reuses them;
+# DATABASE_POOL_SIZE=0 turns it off (behind PgBouncer, say).
+DATABASE_POOL_SIZE = int(os.environ.get("DATABASE_POOL_SIZE", "10"))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_SIZE > 0:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DATABASE_POOL_SIZE,
+    }
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")

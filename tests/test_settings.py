@@ -1,0 +1,54 @@
+"""Settings read from the environment: what a deployment's variables turn into."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from calls.devserver import PROJECT_DIR
+
+POSTGRES = "postgres://voicebridge:secret@db.internal:5432/voicebridge"
+
+
+def database_options(**env: str) -> dict[str, object]:
+    """Import the settings in a fresh interpreter with `env` and return the database's OPTIONS."""
+    script = (
+        "import json, voicebridge.settings as s; "
+        "print(json.dumps(s.DATABASES['default'].get('OPTIONS', {})))"
+    )
+    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DATABASE_POOL_SIZE"}}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_DIR,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_postgresql_connections_are_pooled_per_worker() -> None:
+    options = database_options(DATABASE_URL=POSTGRES)
+    assert options["pool"] == {"min_size": 1, "max_size": 10}
+
+
+def test_pool_size_comes_from_the_environment() -> None:
+    options = database_options(DATABASE_URL=POSTGRES, DATABASE_POOL_SIZE="4")
+    assert options["pool"] == {"min_size": 1, "max_size": 4}
+
+
+def test_pool_size_zero_turns_pooling_off() -> None:
+    assert "pool" not in database_options(DATABASE_URL=POSTGRES, DATABASE_POOL_SIZE="0")
+
+
+@pytest.mark.parametrize("url", ["sqlite:///db.sqlite3", ""])
+def test_sqlite_has_no_pool(url: str) -> None:
+    options = database_options(DATABASE_URL=url)
+    assert "pool" not in options
+    assert options["timeout"] == 20
