@@ -20,6 +20,7 @@ from bench.control import run_control_roundtrip
 from bench.relay_floor import TEXT_PREFIX as RELAY_TEXT
 from bench.report import Row, spread, table, write_json
 from bench.servers import (
+    CACHED_FLOOR_APPLICATION,
     fake_deepgram,
     floor,
     prepare_voicebridge,
@@ -223,10 +224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 voicebridge.running() as server,
                 floor(workdir) as bare,
                 relay_floor(workdir, relay_deepgram.url) as relay,
+                floor(workdir, CACHED_FLOOR_APPLICATION) as held,
             ):
                 pid = server.process.pid
                 if cores is not None:
-                    for process in (server.process, bare.process, relay.process):
+                    for process in (server.process, bare.process, relay.process, held.process):
                         cpus.pin(process.pid, server_cpus)
                 url = server.url
                 warm = run_phase(pool, "warm-up call", Plan(url, (0.0,), hang_up_at=ttfb + 1.0))
@@ -262,6 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         Plan(url, arriving(n, ramp), hang_up_at=ramp + 1.0),
                         pid=pid,
                         at={"all_in": ramp + 0.5},
+                    )
+                    phases[f"held-{n}"] = run_phase(
+                        pool,
+                        f"cached-greeting floor, {n} calls arriving over {ramp:.2f} s",
+                        Plan(held.url, arriving(n, ramp), hang_up_at=ramp + 1.0, webhook=False),
                     )
                 progress(f"server CPU per caller media frame, {args.media_calls} calls")
                 window = (1.0, 1.0 + args.duration)
@@ -385,6 +392,10 @@ def assess(
             )
         )
         figures[f"ttfa_cached_{n}"] = cached
+        # What a bare app sending audio from memory takes under the same daphne and load.
+        held = spread(phases[f"held-{n}"].ttfa)
+        rows.append(Row(f"  same for the cached-greeting floor (bare app), {n} calls", str(held)))
+        figures[f"floor_ttfa_cached_{n}"] = held
     for n in args.calls:
         uncached = spread(phases[f"uncached-{n}"].ttfa)
         rows.append(Row(f"TTFA uncached, {n} calls: p50 p95 p99 max (ms)", str(uncached)))
@@ -416,9 +427,8 @@ def assess(
     stats = checks["deepgram"]
     assert isinstance(stats, dict)
     per_text = Counter((model, text) for model, text in stats["texts"])
-    calls = sum(
-        p.calls for name, p in phases.items() if not name.startswith(("media-floor-", "relay-"))
-    )
+    floors = ("media-floor-", "relay-", "held-")
+    calls = sum(p.calls for name, p in phases.items() if not name.startswith(floors))
     most = max(per_text.values(), default=0)
     rows.append(
         Row(

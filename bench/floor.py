@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-OnText = Callable[[str, Any], None]
+# Handed each text frame and the send channel; what it returns, if anything, is awaited in turn.
+OnText = Callable[[str, Any], Awaitable[None] | None]
 
 
 async def serve(scope: dict[str, Any], receive: Any, send: Any, on_text: OnText | None) -> None:
@@ -19,7 +20,9 @@ async def serve(scope: dict[str, Any], receive: Any, send: Any, on_text: OnText 
         elif message["type"] == "websocket.disconnect":
             return
         elif on_text is not None and (text := message.get("text")):
-            on_text(text, send)
+            reply = on_text(text, send)
+            if reply is not None:
+                await reply
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:

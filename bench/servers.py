@@ -29,6 +29,7 @@ ADMIN_USER = "bench"
 ADMIN_PASSWORD = "a-long-benchmark-password-1"
 FLOOR_APPLICATION = "bench.floor:application"
 RELAY_FLOOR_APPLICATION = "bench.relay_floor:application"
+CACHED_FLOOR_APPLICATION = "bench.cached_floor:application"
 
 
 class BenchError(RuntimeError):
@@ -138,10 +139,10 @@ def prepare_voicebridge(workdir: Path, deepgram_url: str) -> Voicebridge:
 
 
 @contextmanager
-def floor(workdir: Path) -> Iterator[RunningServer]:
-    """Serve the bare ASGI floor app with the same daphne."""
-    log = workdir / "floor.log"
-    with running_daphne(server_env({}), log, application=FLOOR_APPLICATION) as server:
+def floor(workdir: Path, application: str = FLOOR_APPLICATION) -> Iterator[RunningServer]:
+    """Serve a bare ASGI floor app under the same daphne (by default the one dropping frames)."""
+    log = workdir / f"{application.split(':')[0].rsplit('.', 1)[-1]}.log"
+    with running_daphne(server_env({}), log, application=application) as server:
         yield server
 
 

@@ -41,6 +41,8 @@ def test_a_small_benchmark_run_prints_its_table_and_writes_json(tmp_path: Path) 
     assert figures["deepgram"]["requests"] == 4
     # Both callers of the first-audio floor heard audio.
     assert figures["floor_overhead_uncached_2"]["count"] == 2
+    # And both callers of the cached-greeting floor.
+    assert figures["floor_ttfa_cached_2"]["count"] == 2
     assert figures["after_admin_edit"]["from_cache"] is True
     assert figures["after_restart"]["from_cache"] is True
     assert figures["deepgram_down"]["from_cache"] is True
