@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from calls import services
 from calls.per_loop import PerLoop
@@ -53,7 +54,7 @@ class CallRecorder:
             started, self._started = self._started, []
             ended, self._ended = self._ended, []
             try:
-                await database_sync_to_async(services.calls_record)(
+                await _record(
                     started=[record for record, _ in started],
                     ended=[record for record, _ in ended],
                 )
@@ -67,6 +68,21 @@ class CallRecorder:
                 if not done.done():
                     done.set_result(None)
 
+
+def _record_batch(*, started: list[services.CallStarted], ended: list[services.CallEnded]) -> None:
+    """Write one batch on the database thread, over the connection earlier batches used."""
+    # Channels' database_sync_to_async closes the thread's connection before and after every
+    # call (CONN_MAX_AGE is 0), so each batch opened a new one: with SQLite that reopened the
+    # file and checkpointed its log on close. The connection is kept, and replaced only once
+    # it has failed and no longer answers, as close_old_connections would.
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.errors_occurred and not connection.is_usable():
+        connection.close()
+    services.calls_record(started=started, ended=ended)
+
+
+# The one thread that database_sync_to_async also uses: writes stay in order.
+_record = sync_to_async(_record_batch, thread_sensitive=True)
 
 # This event loop's call recorder.
 recorder = PerLoop(CallRecorder)

@@ -6,6 +6,9 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
+from django.db.backends.signals import connection_created
 from django.utils import timezone
 
 from calls.models import Call, Greeting
@@ -81,3 +84,43 @@ async def test_a_greeting_deleted_meanwhile_is_recorded_as_none() -> None:
     recorder = CallRecorder()
     await recorder.started(started("CA1", greeting_id=987654))
     assert (await Call.objects.aget(call_sid="CA1")).greeting_id is None
+
+
+async def test_batches_share_the_database_threads_connection() -> None:
+    opened: list[object] = []
+
+    def count(sender: object, connection: object, **kwargs: object) -> None:
+        opened.append(connection)
+
+    connection_created.connect(count)
+    try:
+        recorder = CallRecorder()
+        for n in range(3):
+            # One batch each: every start is written before the next is queued.
+            await recorder.started(started(f"CA{n}"))
+    finally:
+        connection_created.disconnect(count)
+    assert await Call.objects.acount() == 3
+    assert len(opened) <= 1
+
+
+async def test_a_connection_that_failed_and_no_longer_answers_is_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorder = CallRecorder()
+    await recorder.started(started("CA1"))
+    closed: list[bool] = []
+
+    def broken() -> None:
+        connection = connections["default"]
+        connection.errors_occurred = True
+        monkeypatch.setattr(connection, "is_usable", lambda: False)
+        close = connection.close
+        monkeypatch.setattr(connection, "close", lambda: closed.append(True) or close())
+
+    await sync_to_async(broken, thread_sensitive=True)()
+    await recorder.started(started("CA2"))
+    # The next batch goes out on a new connection (SQLite's in-memory test database ignores the
+    # close, which would destroy it).
+    assert closed == [True]
+    assert await Call.objects.acount() == 2
