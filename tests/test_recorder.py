@@ -11,6 +11,7 @@ from django.db import connections
 from django.db.backends.signals import connection_created
 from django.utils import timezone
 
+from calls import recorder as recorder_module
 from calls.models import Call, Greeting
 from calls.recorder import CallRecorder
 from calls.services import CallEnded, CallStarted
@@ -123,4 +124,55 @@ async def test_a_connection_that_failed_and_no_longer_answers_is_closed(
     # The next batch goes out on a new connection (SQLite's in-memory test database ignores the
     # close, which would destroy it).
     assert closed == [True]
+    assert await Call.objects.acount() == 2
+
+
+async def test_a_steady_stream_of_calls_is_written_in_batches_of_several(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    batches: list[int] = []
+    write = recorder_module._record
+
+    async def counted(**records: list) -> None:
+        batches.append(len(records["started"]))
+        await write(**records)
+
+    monkeypatch.setattr(recorder_module, "_record", counted)
+    recorder = CallRecorder()
+    written = []
+    # 30 calls, one every 10 ms: with a batch at most every 100 ms, most batches hold several.
+    for n in range(30):
+        written.append(recorder.started(started(f"CA{n}")))
+        await asyncio.sleep(0.01)
+    await asyncio.gather(*written)
+    assert sum(batches) == 30
+    assert len(batches) <= 12, batches
+
+
+async def test_rows_queued_during_a_write_are_written_right_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    writing, go_on = asyncio.Event(), asyncio.Event()
+    sleeps: list[float] = []
+    write, sleep = recorder_module._record, asyncio.sleep
+
+    async def held(**records: list) -> None:
+        writing.set()
+        await go_on.wait()
+        await write(**records)
+
+    async def noted(delay: float) -> None:
+        sleeps.append(delay)
+        await sleep(delay)
+
+    monkeypatch.setattr(recorder_module, "_record", held)
+    monkeypatch.setattr(recorder_module.asyncio, "sleep", noted)
+    recorder = CallRecorder()
+    first = recorder.started(started("CA1"))
+    await writing.wait()
+    second = recorder.started(started("CA2"))
+    go_on.set()
+    await asyncio.gather(first, second)
+    # One wait, for the burst to gather; the row queued meanwhile did not wait for the interval.
+    assert sleeps == [recorder_module.BATCH_DELAY_SECONDS]
     assert await Call.objects.acount() == 2
