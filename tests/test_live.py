@@ -43,3 +43,14 @@ def test_group_names_are_safe_for_any_call_sid() -> None:
     assert live.group_name("CA123") == "call.CA123"
     odd = live.group_name("CA with spaces/and*stars")
     assert odd.startswith("call.h") and len(odd) < 100
+
+
+async def test_hundreds_of_calls_on_one_worker_all_stay_live() -> None:
+    # Every call also leaves its used stream token in this cache for two minutes.
+    sids = [f"CA{n}" for n in range(400)]
+    for sid in sids:
+        caches[live.CACHE_ALIAS].add(f"calls:stream-token:{sid}", 1, 120)
+        await live.announce(sid)
+    assert live.live_among(sids) == set(sids)
+    for sid in sids:
+        await live.withdraw(sid)

@@ -131,7 +131,12 @@ else:
     # Without Redis, rendered speech lives in files: every worker process on the host shares it
     # and it survives restarts, so Deepgram is asked once per (voice, text).
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        # Each call keeps a live-call key here, and its used stream token for two minutes; at
+        # LocMemCache's default 300 entries a worker with 150 calls evicted live calls' keys.
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        },
         "speech": {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": os.environ.get("SPEECH_CACHE_DIR") or str(BASE_DIR / "speech-cache"),
