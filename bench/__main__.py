@@ -263,12 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"cached greeting, {n} calls arriving over {ramp:.2f} s",
                         Plan(url, arriving(n, ramp), hang_up_at=ramp + 1.0),
                         pid=pid,
-                        at={"all_in": ramp + 0.5},
+                        at={"start": 0.0, "all_in": ramp + 0.5},
                     )
                     phases[f"held-{n}"] = run_phase(
                         pool,
                         f"cached-greeting floor, {n} calls arriving over {ramp:.2f} s",
                         Plan(held.url, arriving(n, ramp), hang_up_at=ramp + 1.0, webhook=False),
+                        pid=held.process.pid,
+                        at={"start": 0.0, "all_in": ramp + 0.5},
                     )
                 progress(f"server CPU per caller media frame, {args.media_calls} calls")
                 window = (1.0, 1.0 + args.duration)
@@ -396,6 +398,23 @@ def assess(
         held = spread(phases[f"held-{n}"].ttfa)
         rows.append(Row(f"  same for the cached-greeting floor (bare app), {n} calls", str(held)))
         figures[f"floor_ttfa_cached_{n}"] = held
+    # The server's CPU while the most cached callers arrive, beside the cached floor's: how near
+    # a full core the calls' own work takes the server under that load.
+    samples = {name: phases[f"{name}-{largest}"].samples for name in ("cached", "held")}
+    cpu = {name: s["all_in"].cpu_seconds - s["start"].cpu_seconds for name, s in samples.items()}
+    window = args.ramp * largest + 0.5
+    rows.append(
+        Row(
+            f"server CPU while {largest} cached callers arrive ({window:.1f} s)",
+            f"{cpu['cached']:.2f} s; cached floor {cpu['held']:.2f} s;"
+            f" ratio {cpu['cached'] / cpu['held'] if cpu['held'] else float('inf'):.2f}x",
+        )
+    )
+    figures["cpu_seconds_cached_arrivals"] = {
+        "voicebridge": cpu["cached"],
+        "floor": cpu["held"],
+        "window_seconds": window,
+    }
     for n in args.calls:
         uncached = spread(phases[f"uncached-{n}"].ttfa)
         rows.append(Row(f"TTFA uncached, {n} calls: p50 p95 p99 max (ms)", str(uncached)))

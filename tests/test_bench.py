@@ -43,6 +43,7 @@ def test_a_small_benchmark_run_prints_its_table_and_writes_json(tmp_path: Path) 
     assert figures["floor_overhead_uncached_2"]["count"] == 2
     # And both callers of the cached-greeting floor.
     assert figures["floor_ttfa_cached_2"]["count"] == 2
+    assert figures["cpu_seconds_cached_arrivals"]["voicebridge"] >= 0
     assert figures["after_admin_edit"]["from_cache"] is True
     assert figures["after_restart"]["from_cache"] is True
     assert figures["deepgram_down"]["from_cache"] is True
