@@ -99,8 +99,9 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale database connections before every handler, a hop to the one
-        # sync thread that queues behind other calls' writes. Our database work all runs
-        # through database_sync_to_async, which closes them itself.
+        # sync thread that queues behind other calls' writes. Our database work runs through
+        # database_sync_to_async, which closes them itself, or through the call recorder,
+        # which replaces its kept connection once it fails.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 import psycopg
 import pytest
+from django.conf import settings
 
 from calls.cluster import Cluster, call_controlled_elsewhere, missing_servers, running_cluster
 from calls.fake_deepgram import fake_audio, running_in_thread
@@ -15,7 +16,6 @@ from calls.fake_deepgram import fake_audio, running_in_thread
 pytestmark = pytest.mark.e2e
 
 TABLE_READY = "Your table for two is ready at the window."
-POOL_SIZE = 10
 
 
 @pytest.fixture(scope="module")
@@ -82,5 +82,5 @@ async def test_a_burst_of_calls_beyond_postgresqls_connection_limit_is_answered(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             " AND pid <> pg_backend_pid()"
         ).fetchone()
-    # Both workers' pools, at most.
-    assert open_connections <= POOL_SIZE * len(cluster.workers)
+    # Both workers' pools, at most (the workers read the same environment as this process).
+    assert open_connections <= settings.DATABASE_POOL_SIZE * len(cluster.workers)

@@ -102,6 +102,7 @@ async def test_batches_share_the_database_threads_connection() -> None:
     finally:
         connection_created.disconnect(count)
     assert await Call.objects.acount() == 3
+    # SQLite's in-memory test database ignores every close; the PostgreSQL pass tells.
     assert len(opened) <= 1
 
 
