@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from calls.tts import close_connections
+from calls.tts import close_connections, warm_up
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+WARM_UP_SECONDS = 10.0
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -33,6 +38,15 @@ def _running_loop() -> asyncio.AbstractEventLoop:
 def submit(coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
     """Run `coroutine` on the Deepgram loop; cancelling the future cancels it there."""
     return asyncio.run_coroutine_threadsafe(coroutine, _running_loop())
+
+
+def prepare() -> None:
+    """Start the Deepgram loop and ready its connection pool before the first call needs it."""
+    try:
+        submit(warm_up()).result(timeout=WARM_UP_SECONDS)
+    except Exception:
+        # The first call builds what is missing, and reports what fails then.
+        logger.warning("the Deepgram client could not be readied at start-up", exc_info=True)
 
 
 async def close_client() -> None:

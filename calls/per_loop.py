@@ -27,6 +27,10 @@ class PerLoop(Generic[T]):
             found = self._objects[loop] = self._factory()
         return found
 
+    def peek(self) -> T | None:
+        """Return the running loop's object, or None when it has none yet."""
+        return self._objects.get(asyncio.get_running_loop())
+
     def forget(self) -> T | None:
         """Drop the running loop's object and return it (None when it had none)."""
         return self._objects.pop(asyncio.get_running_loop(), None)

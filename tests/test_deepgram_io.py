@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 import threading
 import time
 
-from calls import deepgram_io
+import pytest
+
+from calls import deepgram_io, tts
 
 
 async def test_runs_on_its_own_thread_and_hands_back_the_result() -> None:
@@ -46,3 +50,31 @@ async def test_cancelling_the_future_cancels_the_coroutine_there() -> None:
     assert await asyncio.to_thread(entered.wait, 5)
     future.cancel()
     assert await asyncio.to_thread(cancelled.wait, 5)
+
+
+async def _pool_ready() -> bool:
+    return tts.shared_transport.peek() is not None
+
+
+async def test_prepare_readies_the_connection_pool_before_the_first_call() -> None:
+    await deepgram_io.close_client()
+    assert not await asyncio.wrap_future(deepgram_io.submit(_pool_ready()))
+
+    await asyncio.to_thread(deepgram_io.prepare)
+
+    assert await asyncio.wrap_future(deepgram_io.submit(_pool_ready()))
+    assert "anyio._backends._asyncio" in sys.modules
+
+
+async def test_prepare_that_fails_says_so_and_lets_the_server_start(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken() -> None:
+        raise OSError("no certificates")
+
+    monkeypatch.setattr(deepgram_io, "warm_up", broken)
+    with caplog.at_level(logging.WARNING, logger="calls.deepgram_io"):
+        await asyncio.to_thread(deepgram_io.prepare)
+
+    assert "could not be readied" in caplog.text
+    assert "no certificates" in caplog.text

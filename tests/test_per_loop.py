@@ -31,3 +31,16 @@ def test_forget_hands_back_the_object_and_the_next_call_makes_a_new_one() -> Non
     first, forgotten, second = asyncio.run(forget())
     assert forgotten is first
     assert second is not first
+
+
+def test_peek_makes_nothing() -> None:
+    per_loop = PerLoop(dict)
+
+    async def peek() -> tuple[object | None, object, object | None]:
+        before = per_loop.peek()
+        made = per_loop()
+        return before, made, per_loop.peek()
+
+    before, made, after = asyncio.run(peek())
+    assert before is None
+    assert after is made
