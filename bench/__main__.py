@@ -443,6 +443,18 @@ def assess(
         rows.append(Row(f"  same for the first-audio floor (bare relay), {n} calls", str(relayed)))
         figures[f"floor_overhead_uncached_{n}"] = relayed
 
+    # Each server's warm-up call is its first call after starting, with nothing cached yet.
+    first = {name: phases[name].ttfa for name in ("warm-up", "relay-warm-up")}
+    if all(first.values()):
+        ours, relay = (first[name][0] * 1000 for name in ("warm-up", "relay-warm-up"))
+        rows.append(
+            Row(
+                "TTFA uncached, first call after the server starts (ms)",
+                f"{ours:.1f}; first-audio floor {relay:.1f}",
+            )
+        )
+        figures["ttfa_first_call_ms"] = {"voicebridge": ours, "floor": relay}
+
     stats = checks["deepgram"]
     assert isinstance(stats, dict)
     per_text = Counter((model, text) for model, text in stats["texts"])

@@ -44,6 +44,8 @@ def test_a_small_benchmark_run_prints_its_table_and_writes_json(tmp_path: Path) 
     # And both callers of the cached-greeting floor.
     assert figures["floor_ttfa_cached_2"]["count"] == 2
     assert figures["cpu_seconds_cached_arrivals"]["voicebridge"] >= 0
+    # Both servers' first calls heard audio.
+    assert set(figures["ttfa_first_call_ms"]) == {"voicebridge", "floor"}
     assert figures["after_admin_edit"]["from_cache"] is True
     assert figures["after_restart"]["from_cache"] is True
     assert figures["deepgram_down"]["from_cache"] is True
