@@ -16,11 +16,16 @@ POSTGRES = "postgres://voicebridge:secret@db.internal:5432/voicebridge"
 
 def database_options(**env: str) -> dict[str, object]:
     """Import the settings in a fresh interpreter with `env` and return the database's OPTIONS."""
-    script = (
-        "import json, voicebridge.settings as s; "
-        "print(json.dumps(s.DATABASES['default'].get('OPTIONS', {})))"
-    )
-    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DATABASE_POOL_SIZE"}}
+    options = read_settings("DATABASES['default'].get('OPTIONS', {})", **env)
+    assert isinstance(options, dict)
+    return options
+
+
+def read_settings(expression: str, **env: str) -> object:
+    """Import the settings in a fresh interpreter with `env`; return `s.<expression>`."""
+    script = f"import json, voicebridge.settings as s; print(json.dumps(s.{expression}))"
+    read = {"DATABASE_URL", "DATABASE_POOL_SIZE", "MALLOC_ARENA_MAX"}
+    base = {k: v for k, v in os.environ.items() if k not in read}
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=PROJECT_DIR,
@@ -52,3 +57,8 @@ def test_sqlite_has_no_pool(url: str) -> None:
     options = database_options(DATABASE_URL=url)
     assert "pool" not in options
     assert options["timeout"] == 20
+
+
+def test_malloc_arenas_are_capped_at_two_unless_told() -> None:
+    assert read_settings("MALLOC_ARENA_MAX") == 2
+    assert read_settings("MALLOC_ARENA_MAX", MALLOC_ARENA_MAX="0") == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voicebridge.settings")
@@ -15,6 +16,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from calls import deepgram_io  # noqa: E402
+from calls.malloc import cap_arenas  # noqa: E402
 from calls.routing import websocket_urlpatterns  # noqa: E402
 from calls.signatures import announce_policy  # noqa: E402
 
@@ -27,6 +29,9 @@ application = ProtocolTypeRouter(
 )
 
 announce_policy()
+
+# Before the first thread but the main one starts.
+cap_arenas(settings.MALLOC_ARENA_MAX)
 
 # Without this the first uncached call after a start waited about 70 ms more than the next.
 deepgram_io.prepare()
