@@ -444,9 +444,9 @@ def assess(
         figures[f"floor_overhead_uncached_{n}"] = relayed
 
     # Each server's warm-up call is its first call after starting, with nothing cached yet.
-    first = {name: phases[name].ttfa for name in ("warm-up", "relay-warm-up")}
-    if all(first.values()):
-        ours, relay = (first[name][0] * 1000 for name in ("warm-up", "relay-warm-up"))
+    first_ours, first_relay = (phases[name].ttfa for name in ("warm-up", "relay-warm-up"))
+    if first_ours and first_relay:
+        ours, relay = first_ours[0] * 1000, first_relay[0] * 1000
         rows.append(
             Row(
                 "TTFA uncached, first call after the server starts (ms)",
