@@ -8,6 +8,7 @@ import concurrent.futures
 import contextlib
 import hashlib
 import logging
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -139,6 +140,7 @@ class Synthesis:
                     async for chunk in stream:
                         audio += chunk
                         self._to_owner(self._arrived, chunk)
+                        hand_over_cpu()
         except TTSError as exc:
             error = exc
         except Exception as exc:
@@ -281,6 +283,14 @@ def _synthesize(key: str, voice: str, text: str) -> Speech:
         _inflight()[key] = synthesis
         synthesis.start()
     return Speech(voice, text, from_cache=False, synthesis=synthesis)
+
+
+def hand_over_cpu() -> None:
+    """Let the server's loop run now, on this core and with the GIL (Deepgram thread)."""
+    # Otherwise the loop waits for its chunk while this thread reads on into httpx until its
+    # next read blocks: about 0.1 ms per chunk under the benchmark, in front of every caller.
+    if hasattr(os, "sched_yield"):
+        os.sched_yield()
 
 
 Describe = Callable[[], Awaitable[tuple[str, str]]]

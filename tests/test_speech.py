@@ -188,3 +188,22 @@ async def test_a_key_this_process_answered_starts_deepgram_with_no_await(
         opening.send(None)
     assert await heard(opened.value.value) == fake_audio(VOICE, TEXT)
     assert len(deepgram.requests) == 1
+
+
+async def test_the_deepgram_thread_hands_the_cpu_over_after_each_chunk(
+    deepgram: FakeDeepgram,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    steps: list[str] = []
+    to_owner = speech.Synthesis._to_owner
+
+    def noting(synthesis: speech.Synthesis, callback, *args) -> None:  # noqa: ANN001
+        steps.append(callback.__name__)
+        to_owner(synthesis, callback, *args)
+
+    monkeypatch.setattr(speech.Synthesis, "_to_owner", noting)
+    monkeypatch.setattr(speech, "hand_over_cpu", lambda: steps.append("hand over"))
+    assert await heard(await open_speech(VOICE, TEXT)) == fake_audio(VOICE, TEXT)
+    chunks = steps.count("_arrived")
+    assert chunks >= 1
+    assert steps == ["_arrived", "hand over"] * chunks + ["_finished"]
