@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from contextlib import aclosing
 
 import pytest
 from django.core.cache import caches
 
-from calls import speech
+from calls import deepgram_io, speech
 from calls.fake_deepgram import FakeDeepgram, fake_audio
 from calls.speech import (
     Speech,
@@ -190,20 +191,34 @@ async def test_a_key_this_process_answered_starts_deepgram_with_no_await(
     assert len(deepgram.requests) == 1
 
 
-async def test_the_deepgram_thread_hands_the_cpu_over_after_each_chunk(
+async def test_each_thread_hands_the_cpu_to_the_other_when_it_gives_it_work(
     deepgram: FakeDeepgram,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    steps: list[str] = []
+    steps: dict[str, list[str]] = {}
+
+    def note(step: str) -> None:
+        steps.setdefault(threading.current_thread().name, []).append(step)
+
+    submit = deepgram_io.submit
     to_owner = speech.Synthesis._to_owner
 
+    def submitting(coroutine):  # noqa: ANN001, ANN202
+        note("submit")
+        return submit(coroutine)
+
     def noting(synthesis: speech.Synthesis, callback, *args) -> None:  # noqa: ANN001
-        steps.append(callback.__name__)
+        note(callback.__name__)
         to_owner(synthesis, callback, *args)
 
+    monkeypatch.setattr(deepgram_io, "submit", submitting)
     monkeypatch.setattr(speech.Synthesis, "_to_owner", noting)
-    monkeypatch.setattr(speech, "hand_over_cpu", lambda: steps.append("hand over"))
+    monkeypatch.setattr(speech, "hand_over_cpu", lambda: note("hand over"))
     assert await heard(await open_speech(VOICE, TEXT)) == fake_audio(VOICE, TEXT)
-    chunks = steps.count("_arrived")
+    # The server's loop, once it has asked Deepgram.
+    assert steps.pop(threading.current_thread().name) == ["submit", "hand over"]
+    # The Deepgram thread, once per chunk it passes back.
+    [deepgram_side] = steps.values()
+    chunks = deepgram_side.count("_arrived")
     assert chunks >= 1
-    assert steps == ["_arrived", "hand over"] * chunks + ["_finished"]
+    assert deepgram_side == ["_arrived", "hand over"] * chunks + ["_finished"]
