@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 # One second of 8 kHz mu-law: the most audio one Twilio `media` message carries.
 MAX_CHUNK_BYTES = 8000
 MEMORY_BUDGET_BYTES = 64 * 1024 * 1024
+# Callers waiting for a synthesis' next audio are woken this many per turn of the event loop.
+WAKE_BATCH = 5
 CACHE_ALIAS = "speech"
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
@@ -120,7 +122,8 @@ class Synthesis:
         self.done = False
         self.error: TTSError | None = None
         self.listeners = 0
-        self._more = asyncio.Event()
+        # Listeners waiting for more audio, in the order they began to wait.
+        self._waiting: list[asyncio.Future[None]] = []
         self._owner: asyncio.AbstractEventLoop | None = None
         self._fetch: concurrent.futures.Future[None] | None = None
 
@@ -188,7 +191,6 @@ class Synthesis:
         offset = 0
         try:
             while True:
-                more = self._more
                 if offset < len(self.buffer):
                     end = min(len(self.buffer), offset + MAX_CHUNK_BYTES)
                     chunk = bytes(self.buffer[offset:end])
@@ -199,7 +201,9 @@ class Synthesis:
                         raise self.error
                     return
                 else:
-                    await more.wait()
+                    more = asyncio.get_running_loop().create_future()
+                    self._waiting.append(more)
+                    await more
         finally:
             self.listeners -= 1
             # Nobody is listening any more (the caller interrupted or hung up): stop paying.
@@ -208,8 +212,19 @@ class Synthesis:
                 self._leave_inflight()
 
     def _wake(self) -> None:
-        self._more.set()
-        self._more = asyncio.Event()
+        waiting, self._waiting = self._waiting, []
+        self._wake_from(waiting, 0)
+
+    def _wake_from(self, waiting: list[asyncio.Future[None]], first: int) -> None:
+        """Wake WAKE_BATCH listeners from `first` on, and the next batch on the loop's next turn."""
+        # daphne writes a message to its socket only when the loop next polls: woken all at
+        # once, a burst's first callers waited for every other caller's message to be made.
+        end = first + WAKE_BATCH
+        for more in waiting[first:end]:
+            if not more.done():
+                more.set_result(None)
+        if end < len(waiting):
+            asyncio.get_running_loop().call_soon(self._wake_from, waiting, end)
 
 
 @dataclass(frozen=True)

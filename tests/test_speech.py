@@ -222,3 +222,26 @@ async def test_each_thread_hands_the_cpu_to_the_other_when_it_gives_it_work(
     chunks = deepgram_side.count("_arrived")
     assert chunks >= 1
     assert deepgram_side == ["_arrived", "hand over"] * chunks + ["_finished"]
+
+
+async def test_callers_waiting_for_audio_are_woken_a_batch_per_turn_of_the_loop() -> None:
+    synthesis = speech.Synthesis("key", VOICE, TEXT)
+    heard_at: list[int] = []
+
+    async def listen(number: int) -> None:
+        async with aclosing(synthesis.chunks()) as chunks:
+            async for _ in chunks:
+                heard_at.append(number)
+
+    listeners = [asyncio.create_task(listen(n)) for n in range(12)]
+    await asyncio.sleep(0)
+    synthesis._arrived(b"\xff" * 160)
+    turns = []
+    while len(heard_at) < 12:
+        await asyncio.sleep(0)
+        turns.append(len(heard_at))
+    # The first callers' audio is ready to leave before the last are served, in their order.
+    assert turns[:3] == [speech.WAKE_BATCH, 2 * speech.WAKE_BATCH, 12]
+    assert heard_at == list(range(12))
+    synthesis._finished(None)
+    await asyncio.gather(*listeners)
