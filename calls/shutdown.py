@@ -13,6 +13,12 @@ Ender = Callable[[], Awaitable[None]]
 
 _open: set[Ender] = set()
 _hooked = False
+_draining = False
+
+
+def draining() -> bool:
+    """Whether this process has been told to stop and takes no new streams."""
+    return _draining
 
 
 def track(end: Ender) -> None:

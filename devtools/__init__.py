@@ -1,0 +1,1 @@
+"""Tools for tests and the benchmark (private servers, fakes): never imported by calls/."""
