@@ -10,10 +10,13 @@ from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.utils import timezone
 
-from calls import live, services, shutdown
+from calls import live, next_step, services, shutdown, stale
+from calls.log_limits import LogLimiter
 from calls.models import Call, Greeting
 from calls.playback import Outcome, Player, Utterance
 from calls.recorder import recorder
@@ -46,6 +49,10 @@ from calls.twilio import (
 
 logger = logging.getLogger(__name__)
 
+# How long the call's end waits for its records before the stream closes anyway: with the
+# database down they are kept and written later, and the caller must not wait for that.
+RECORD_WAIT_SECONDS = 3.0
+
 GREETING_MARK = "greeting-end"
 SAY_MARK_PREFIX = "say-"
 
@@ -63,6 +70,8 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
     _hangup_task: asyncio.Task[None] | None = None
     _hanging_up = False
     _head: _HeadStart | None = None
+    _handing_over = False
+    _start_timer: asyncio.TimerHandle | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # Caller audio arrives 50 times a second for the whole call and we do not use it.
@@ -86,26 +95,37 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                         self._head = _head_start(text)
                     return message
                 if self.start is None:
-                    self._warn_once("media-before-start", "media before start: ignored")
+                    self._log.warning("media-before-start", "media before start: ignored")
                 self.media_frames += 1
 
         try:
             await super().__call__(scope, receive_events, send)
         except asyncio.CancelledError:
-            # A server that cancels open streams when it stops: record the call first.
-            self._note_server_stopping()
-            await self._finish()
+            # A server that cancels open streams when it stops: hand the call over first.
+            await self._hand_over()
             raise
+        finally:
+            # However the consumer ends, the call leaves live control and gets its record.
+            await self._finish()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale database connections before every handler, a hop to the one
         # sync thread that queues behind other calls' writes. Our database work runs through
         # database_sync_to_async, which closes them itself, or through the call recorder,
         # which replaces its kept connection once it fails.
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        try:
+            handler = getattr(self, get_handler_name(message), None)
+            if handler is None:
+                raise ValueError(f"No handler for message type {message['type']}")
+            await handler(message)
+        except StopConsumer:
+            raise
+        except Exception:
+            # A bug of ours in one handler must not end the caller's call.
+            kind = str(message.get("type"))[:40]
+            self._log.exception(f"fault:{kind}", "%s failed; the call goes on", kind)
+            if message["type"] == "websocket.disconnect":
+                raise StopConsumer() from None
 
     async def connect(self) -> None:
         self.started_at = 0.0
@@ -114,7 +134,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         self.from_cache: bool | None = None
         self.greeting_id: int | None = None
         self._call_row: asyncio.Future[None] | None = None
-        self._warned: set[str] = set()
+        self._log = LogLimiter(logger, lambda: self._sid)
         self._giving_up: asyncio.Task[None] | None = None
         verdict = check_handshake(self.scope)
         if not accepted(verdict):
@@ -124,19 +144,31 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         await self.accept()
+        # A socket that never starts a call would otherwise be held open for ever.
+        self._start_timer = asyncio.get_running_loop().call_later(
+            settings.STREAM_START_TIMEOUT, self._no_start
+        )
 
-    async def _end_for_shutdown(self) -> None:
-        self._note_server_stopping()
-        await self._end_and_close()
+    def _no_start(self) -> None:
+        if self.start is None:
+            self._log.warning(
+                "no-start", "no valid start within %g s; closing", settings.STREAM_START_TIMEOUT
+            )
+            self._giving_up = asyncio.get_running_loop().create_task(self.close())
 
-    def _note_server_stopping(self) -> None:
-        if self.start is not None and self._finishing is None:
-            self.error = self.error or "the server stopped during the call"
-            logger.warning("call %s: server stopping, ending the call", self._sid)
+    async def _hand_over(self) -> None:
+        """End this stream only, so that Twilio's action request starts it on a live worker."""
+        if self.start is None or self._finishing is not None:
+            return
+        self._handing_over = True
+        logger.warning("call %s: handing the call over to another worker", self._sid)
+        await next_step.note(self.start.call_sid, "resume")
+        await self._finish()
+        await self.close()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:
-            self._warn_once("binary", "binary frame: Twilio sends only text; ignored")
+            self._log.warning("binary", "binary frame: Twilio sends only text; ignored")
             return
         head = self._head
         try:
@@ -151,12 +183,13 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                 logger.warning("call %s: bad start: %s; closing", self._sid, exc)
                 await self.close()
                 return
-            self._warn_once(f"bad:{exc}", f"bad frame: {exc}; ignored")
+            self._log.warning("bad-frame", "bad frame: %s; ignored", exc)
             return
         await self._dispatch(event)
 
     async def disconnect(self, code: int) -> None:
         await self._finish()
+        self._log.summary()
 
     async def _dispatch(self, event: Any) -> None:
         if isinstance(event, Start):
@@ -164,7 +197,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         elif isinstance(event, Connected | Media):
             return
         elif self.start is None:
-            self._warn_once(f"{type(event).__name__}-before-start", "event before start: ignored")
+            self._log.warning("before-start", "event before start: ignored")
         elif isinstance(event, Dtmf):
             await self._on_dtmf(event)
         elif isinstance(event, Mark):
@@ -174,7 +207,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     async def _on_start(self, start: Start) -> None:
         if self.start is not None:
-            self._warn_once("second-start", "second start: ignored")
+            self._log.warning("second-start", "second start: ignored")
             return
         head, self._head = self._head, None
         if head is None or head.start is not start:
@@ -190,9 +223,18 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                 logger.warning("call %s: start refused: %s; closing", start.call_sid, exc)
                 await self.close()
                 return
+        if self._start_timer is not None:
+            self._start_timer.cancel()
+        if shutdown.draining():
+            # Told to stop: Twilio's action request starts the call on another worker.
+            logger.warning("call %s: worker stopping; handing the call over", start.call_sid)
+            await next_step.note(start.call_sid, "resume")
+            await self.close()
+            return
         self.start = start
         self.started_at = head.read_at
-        shutdown.track(self._end_for_shutdown)
+        shutdown.track(self._hand_over)
+        stale.keep_sweeping()
         self.greeting_id = _int_or_none(params.get("greeting", ""))
         self.player = Player(self.send, start.stream_sid, on_outcome=self._on_outcome)
         self._live_task = asyncio.get_running_loop().create_task(self._stay_live(start.call_sid))
@@ -234,6 +276,9 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     def _on_mark(self, mark: Mark) -> None:
         assert self.player is not None
+        if not self.player.expects(mark.name):
+            self._log.warning("unknown-mark", "echo of a mark never sent: ignored")
+            return
         self.player.mark_echoed(mark.name)
 
     async def _on_outcome(self, outcome: Outcome) -> None:
@@ -249,15 +294,19 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             )
             if outcome.utterance.mark == GREETING_MARK and outcome.sent_bytes == 0:
                 # The caller heard nothing: end the stream so Twilio reads the greeting itself.
-                self._giving_up = asyncio.get_running_loop().create_task(self._end_and_close())
+                self._giving_up = asyncio.get_running_loop().create_task(self._end_and_close("say"))
 
-    async def _end_and_close(self) -> None:
+    async def _end_and_close(self, step: next_step.Step = "hangup") -> None:
         """Write the call's final state, then close the stream (Twilio's TwiML goes on)."""
+        if self.start is not None:
+            await next_step.note(self.start.call_sid, step)
         await self._finish()
         await self.close()
 
     async def _finish(self) -> None:
         """Stop speaking and write the call's final state, once."""
+        if self._start_timer is not None:
+            self._start_timer.cancel()
         if self._finishing is None:
             if self.start is None or self._call_row is None:
                 return
@@ -267,7 +316,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     async def _end_call(self) -> None:
         assert self.start is not None and self._call_row is not None
-        shutdown.untrack(self._end_for_shutdown)
+        shutdown.untrack(self._hand_over)
         call_row, self._call_row = self._call_row, None
         await self._leave(self.start.call_sid)
         assert self.player is not None
@@ -284,17 +333,23 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             status = Call.Status.FAILED
         else:
             status = Call.Status.COMPLETED
-        await asyncio.gather(call_row, return_exceptions=True)
-        await recorder().ended(
-            services.CallEnded(
-                call_sid=self.start.call_sid,
-                status=status,
-                ended_at=timezone.now(),
-                error=self.error,
-                first_audio_ms=first_audio_ms,
-                from_cache=self.from_cache,
-                interrupted=self.interrupted,
-                playback_confirmed=GREETING_MARK in self.player.played_marks,
+        await _settled(call_row)
+        if self._handing_over:
+            # The call goes on in the next stream, which keeps this row.
+            logger.info("call %s: stream handed over", self._sid)
+            return
+        await _settled(
+            recorder().ended(
+                services.CallEnded(
+                    call_sid=self.start.call_sid,
+                    status=status,
+                    ended_at=timezone.now(),
+                    error=self.error,
+                    first_audio_ms=first_audio_ms,
+                    from_cache=self.from_cache,
+                    interrupted=self.interrupted,
+                    playback_confirmed=GREETING_MARK in self.player.played_marks,
+                )
             )
         )
         said_and_played = [m for m in self.player.played_marks if m.startswith(SAY_MARK_PREFIX)]
@@ -398,9 +453,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         return self.start.call_sid if self.start is not None else "(before start)"
 
     def _warn_once(self, kind: str, message: str) -> None:
-        if kind not in self._warned:
-            self._warned.add(kind)
-            logger.warning("call %s: %s", self._sid, message)
+        self._log.warning(kind, "%s", message)
 
 
 @dataclass(frozen=True)
@@ -442,6 +495,13 @@ def _head_start(text: str) -> _HeadStart:
         if not claimed:
             return _HeadStart(text, start, None, read_at, claimed)
     return _HeadStart(text, start, open_now(key), read_at, claimed)
+
+
+async def _settled(record: asyncio.Future[None]) -> None:
+    """Wait a little for a record to be written; it is kept and written later if not."""
+    await asyncio.wait([record], timeout=RECORD_WAIT_SECONDS)
+    if record.done() and not record.cancelled():
+        record.exception()
 
 
 def _greeting_or_default(greeting_id: int | None) -> Greeting:

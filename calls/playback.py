@@ -98,8 +98,15 @@ class Player:
             if waiter in self._idle_waiters:
                 self._idle_waiters.remove(waiter)
 
+    def expects(self, name: str) -> bool:
+        """Whether a mark of this name was sent and not yet echoed."""
+        return name in self.pending_marks or name in self.flushed_marks
+
     def mark_echoed(self, name: str) -> bool:
         """Note Twilio's echo of a mark; True when it means the audio really played."""
+        if not self.expects(name):
+            # Only our own marks are kept: a stranger's names would grow the call for ever.
+            return False
         self.pending_marks.discard(name)
         self._wake_idle()
         if name in self.flushed_marks:

@@ -147,3 +147,19 @@ def utterances_played(*, call_sid: str, marks: list[str]) -> None:
     """Mark the call's utterances whose marks Twilio echoed after playing them."""
     if marks:
         CallUtterance.objects.filter(call__call_sid=call_sid, mark__in=marks).update(played=True)
+
+
+def calls_in_progress(*, started_before: datetime, limit: int) -> list[str]:
+    """Return the CallSids of calls still in progress that started before `started_before`."""
+    return list(
+        Call.objects.filter(status=Call.Status.IN_PROGRESS, started_at__lt=started_before)
+        .order_by("started_at")
+        .values_list("call_sid", flat=True)[:limit]
+    )
+
+
+def calls_fail(*, call_sids: set[str], error: str) -> int:
+    """Finish these calls, if still in progress, as failed with `error`; return how many."""
+    return Call.objects.filter(call_sid__in=call_sids, status=Call.Status.IN_PROGRESS).update(
+        status=Call.Status.FAILED, ended_at=timezone.now(), error=error
+    )

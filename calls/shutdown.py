@@ -1,19 +1,25 @@
-"""Ends the calls still open when the server stops, so none is left "in progress"."""
+"""Drains a worker told to stop: it takes no new streams, lets open calls finish for up to
+DRAIN_SECONDS, then hands the rest over to another worker through Twilio's action request."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 
+from django.conf import settings
+
 logger = logging.getLogger(__name__)
 
-Ender = Callable[[], Awaitable[None]]
+HandOver = Callable[[], Awaitable[None]]
 
-_open: set[Ender] = set()
+_open: set[HandOver] = set()
 _hooked = False
 _draining = False
+_drain: asyncio.Task[None] | None = None
 
 
 def draining() -> bool:
@@ -21,29 +27,46 @@ def draining() -> bool:
     return _draining
 
 
-def track(end: Ender) -> None:
-    """Remember an open call and how to end it if the server stops."""
+def track(hand_over: HandOver) -> None:
+    """Remember an open call and how to hand it over if the server stops."""
     _hook_server_shutdown()
-    _open.add(end)
+    _open.add(hand_over)
 
 
-def untrack(end: Ender) -> None:
+def untrack(hand_over: HandOver) -> None:
     """Forget a call that has ended."""
-    _open.discard(end)
+    _open.discard(hand_over)
 
 
-async def end_open_calls() -> None:
-    """End every open call (the server is stopping)."""
-    enders = list(_open)
-    if enders:
-        logger.warning("server stopping: ending %d open call(s)", len(enders))
-        await asyncio.gather(*(end() for end in enders), return_exceptions=True)
+async def drain(seconds: float) -> None:
+    """Take no new streams, give open calls `seconds` to end, then hand the rest over."""
+    global _draining
+    _draining = True
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    if _open:
+        logger.warning(
+            "told to stop: taking no new calls; %d open call(s) have %g s to finish",
+            len(_open),
+            seconds,
+        )
+    while _open and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+    await hand_over_open_calls()
+
+
+async def hand_over_open_calls() -> None:
+    """Close every open call's stream so that Twilio starts it again on a live worker."""
+    handovers = list(_open)
+    if handovers:
+        logger.warning("handing %d open call(s) over to another worker", len(handovers))
+        await asyncio.gather(*(hand_over() for hand_over in handovers), return_exceptions=True)
 
 
 def _hook_server_shutdown() -> None:
-    # daphne 4.2 cancels no application on SIGTERM (its shutdown trigger stops at the first
-    # finished HTTP connection with a KeyError), so open streams would simply vanish. Twisted
-    # waits for a "before shutdown" trigger's Deferred: ours writes the open calls' records.
+    # daphne's SIGTERM stops Twisted's reactor at once, and its own shutdown trigger cancels
+    # every open stream: Twisted would hang up on every caller at each deploy. Ours drains first
+    # and stops the reactor after; the trigger stays for a stop that came some other way.
     global _hooked
     if _hooked:
         return
@@ -53,7 +76,32 @@ def _hook_server_shutdown() -> None:
         return
     from twisted.internet import defer
 
+    loop = asyncio.get_running_loop()
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        loop.call_soon_threadsafe(_begin_drain, reactor)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
     def on_shutdown() -> defer.Deferred[None]:
-        return defer.Deferred.fromFuture(asyncio.ensure_future(end_open_calls()))
+        return defer.Deferred.fromFuture(asyncio.ensure_future(hand_over_open_calls()))
 
     reactor.addSystemEventTrigger("before", "shutdown", on_shutdown)
+
+
+def _begin_drain(reactor: object) -> None:
+    """Start draining on the first SIGTERM; a second one hands the calls over at once."""
+    global _drain
+    if _drain is None:
+        _drain = asyncio.get_running_loop().create_task(drain(settings.DRAIN_SECONDS))
+        _drain.add_done_callback(lambda _: _stop_reactor(reactor))
+    else:
+        logger.warning("told to stop again: handing open calls over now")
+        asyncio.get_running_loop().create_task(hand_over_open_calls())
+
+
+def _stop_reactor(reactor: object) -> None:
+    from twisted.internet.error import ReactorNotRunning
+
+    with contextlib.suppress(ReactorNotRunning):
+        reactor.stop()  # type: ignore[attr-defined]

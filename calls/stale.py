@@ -1,17 +1,28 @@
-"""Calls a killed worker left "in progress": finished by a command and once per server process."""
+"""Calls left "in progress" by a worker that died: finished by a periodic sweep on every worker,
+by a command, and once per server process."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from datetime import timedelta
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
+from django.utils import timezone
 
-from calls import services
+from calls import live, services
+from calls.per_loop import PerLoop
 
 logger = logging.getLogger(__name__)
+
+# Each worker sweeps this often; a dead worker's calls are finished within about a minute of
+# their presence keys expiring (live.TTL_SECONDS after its last refresh).
+SWEEP_SECONDS = 30.0
+SWEEP_BATCH = 500
+STOPPED_ERROR = "The server handling this call stopped before the call ended."
 
 _swept = threading.Event()
 
@@ -22,6 +33,21 @@ def finish_stale_calls(*, older_than: float | None = None) -> int:
     count = services.calls_finish_stale(older_than=timedelta(seconds=seconds))
     if count:
         logger.warning("finished %d call(s) left in progress by a stopped server", count)
+    return count
+
+
+def finish_abandoned_calls() -> int:
+    """Fail calls in progress that no worker holds any more; return how many."""
+    # Younger calls may not have announced themselves yet.
+    started_before = timezone.now() - timedelta(seconds=live.TTL_SECONDS)
+    candidates = services.calls_in_progress(started_before=started_before, limit=SWEEP_BATCH)
+    if not candidates:
+        return 0
+    # Raises when presence cannot be read: then no call is taken for dead.
+    abandoned = set(candidates) - live.live_among(candidates)
+    count = services.calls_fail(call_sids=abandoned, error=STOPPED_ERROR) if abandoned else 0
+    if count:
+        logger.warning("finished %d call(s) whose worker stopped holding them", count)
     return count
 
 
@@ -36,3 +62,36 @@ def sweep_once() -> None:
         finish_stale_calls()
     except DatabaseError as exc:
         logger.warning("could not finish stale calls: %s", exc)
+
+
+class _Sweeper:
+    """This worker's periodic sweep of abandoned calls."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        failing = False
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                await database_sync_to_async(finish_abandoned_calls)()
+            except Exception as exc:
+                # The database or the shared cache is down: try again next round, quietly.
+                if not failing:
+                    logger.warning("sweeping abandoned calls failed: %s", exc)
+                failing = True
+            else:
+                failing = False
+
+
+_sweeper = PerLoop(_Sweeper)
+
+
+def keep_sweeping() -> None:
+    """Make sure this worker sweeps abandoned calls periodically."""
+    _sweeper().start()

@@ -5,16 +5,19 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.conf import settings
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from calls import services
+from calls import next_step, services
 from calls.endpoints import public_origin, stream_url
-from calls.models import Call
+from calls.models import Call, Greeting
 from calls.signatures import REFUSALS, TOKEN_PARAMETER, accepted, check_webhook, issue_stream_token
 from calls.speech import remember
 from calls.stale import sweep_once
@@ -52,6 +55,49 @@ def voice(request: HttpRequest) -> HttpResponse:
     data = request.POST if request.method == "POST" else request.GET
     sweep_once()
     greeting = services.greeting_for_number(data.get("To", ""))
+    return _stream_answer(request, data, greeting, say_text=greeting.say_text, resumes=0)
+
+
+@twilio_webhook
+@require_http_methods(["POST"])
+def after_stream(request: HttpRequest) -> HttpResponse:
+    """When a stream ends: hang up, <Say> the greeting if none of it played, or start the
+    stream again on a live worker when it ended while the call went on."""
+    data = request.POST
+    call_sid = data.get("CallSid", "")
+    if data.get("CallStatus", "") in ENDED_CALL_STATUSES:
+        return _end(request)
+    step = next_step.read(call_sid)
+    if step == "hangup":
+        return _end(request)
+    try:
+        call = services.call_get(call_sid=call_sid)
+    except DatabaseError as exc:
+        logger.warning("call %s: its record could not be read: %s", call_sid, exc)
+        call = None
+    unheard = call is not None and call.status == Call.Status.FAILED and call.first_audio_ms is None
+    if step == "say" or (step is None and unheard):
+        return _say_greeting(request, call_sid, call)
+    if step is None and call is not None and call.status != Call.Status.IN_PROGRESS:
+        return _end(request)
+    # The stream ended while the call went on: its worker stopped or died.
+    resumes = _count(request.GET.get("resumes", ""))
+    if resumes >= settings.MAX_STREAM_RESUMES:
+        logger.warning("call %s: stream ended %d times; giving up", call_sid, resumes + 1)
+        return _say_greeting(request, call_sid, call) if call is None else _end(request)
+    greeting = (call.greeting if call is not None else None) or _named_greeting(request)
+    logger.warning("call %s: stream ended mid-call; starting it again", call_sid)
+    return _stream_answer(request, data, greeting, say_text="", resumes=resumes + 1)
+
+
+# Twilio's CallStatus values for a call that is over: nothing more will be played.
+ENDED_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+
+def _stream_answer(
+    request: HttpRequest, data: QueryDict, greeting: Greeting, *, say_text: str, resumes: int
+) -> HttpResponse:
+    """TwiML that opens a Media Stream speaking `greeting`, after an optional <Say>."""
     parameters = [
         ("greeting", str(greeting.pk or "")),
         ("speech", remember(greeting.voice, greeting.text)),
@@ -63,26 +109,36 @@ def voice(request: HttpRequest) -> HttpResponse:
         (TOKEN_PARAMETER, issue_stream_token(data.get("CallSid", ""), dict(parameters)))
     )
     origin = public_origin(request)
+    action = {"greeting": greeting.pk or ""} | ({"resumes": resumes} if resumes else {})
     context = {
-        "say_text": greeting.say_text,
+        "say_text": say_text,
         "stream_url": stream_url(origin),
-        "action_url": origin + reverse("calls:after-stream"),
+        "action_url": f"{origin}{reverse('calls:after-stream')}?{urlencode(action)}",
         "parameters": parameters,
     }
     return render(request, "calls/voice.xml", context, content_type="text/xml")
 
 
-@twilio_webhook
-@require_http_methods(["POST"])
-def after_stream(request: HttpRequest) -> HttpResponse:
-    """When the stream ends: hang up, or <Say> the greeting if none of it could be played."""
-    call_sid = request.POST.get("CallSid", "")
-    call = services.call_get(call_sid=call_sid)
-    say_text = ""
-    if call is None or (call.status == Call.Status.FAILED and call.first_audio_ms is None):
-        greeting = (call.greeting if call is not None else None) or services.greeting_default()
-        say_text = greeting.text
-        logger.warning("call %s: greeting not streamed; Twilio reads it with <Say>", call_sid)
+def _say_greeting(request: HttpRequest, call_sid: str, call: Call | None) -> HttpResponse:
+    greeting = (call.greeting if call is not None else None) or _named_greeting(request)
+    logger.warning("call %s: greeting not streamed; Twilio reads it with <Say>", call_sid)
+    return _end(request, say_text=greeting.text)
+
+
+def _end(request: HttpRequest, *, say_text: str = "") -> HttpResponse:
     return render(
         request, "calls/after_stream.xml", {"say_text": say_text}, content_type="text/xml"
     )
+
+
+def _named_greeting(request: HttpRequest) -> Greeting:
+    """The greeting the action URL names, else the default one."""
+    try:
+        named = _count(request.GET.get("greeting", "")) or None
+        return services.greeting_get(greeting_id=named) or services.greeting_default()
+    except DatabaseError:
+        return services.FALLBACK_GREETING
+
+
+def _count(value: str) -> int:
+    return int(value) if value.isdigit() and len(value) < 6 else 0

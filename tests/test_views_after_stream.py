@@ -48,14 +48,56 @@ def test_greeting_that_played_ends_the_call(
     assert verbs(client, "CA1") == [("Hangup", None)]
 
 
-def test_stream_that_never_started_says_the_default_greeting(client: Client) -> None:
+def stream(client: Client, call_sid: str, query: str = "") -> ET.Element | None:
+    response = client.post(f"/voice/after-stream{query}", {"CallSid": call_sid, "To": "+1666"})
+    assert response.status_code == 200
+    return ET.fromstring(response.content).find("Connect")
+
+
+def test_stream_that_ended_mid_call_is_started_again(client: Client) -> None:
+    greeting = Greeting.objects.create(name="Bakery", text="Fresh bread.", voice="aura-2-thalia-en")
+    make_call(greeting=greeting)
+    connect = stream(client, "CA1")
+    assert connect is not None
+    params = {p.get("name"): p.get("value") for p in connect.findall("Stream/Parameter")}
+    assert params["greeting"] == str(greeting.pk)
+    assert params["to"] == "+1666"
+    assert params["token"]
+    assert connect.get("action").endswith(f"/voice/after-stream?greeting={greeting.pk}&resumes=1")
+
+
+def test_a_call_with_no_record_yet_is_started_again(client: Client) -> None:
+    # Its worker died before writing the row.
+    assert stream(client, "CA-unknown", "?greeting=") is not None
+
+
+def test_streams_are_started_again_a_bounded_number_of_times(client: Client, settings) -> None:  # noqa: ANN001
+    settings.MAX_STREAM_RESUMES = 2
+    make_call()
+    assert stream(client, "CA1", "?resumes=1") is not None
+    assert stream(client, "CA1", "?resumes=2") is None
+    assert verbs(client, "CA1") != [("Hangup", None)]
+
+
+def test_a_stream_that_never_started_ends_with_the_default_greeting_said(
+    client: Client,
+    settings,  # noqa: ANN001
+) -> None:
+    settings.MAX_STREAM_RESUMES = 0
     assert verbs(client, "CA-unknown") == [("Say", "Hello, how are you today?"), ("Hangup", None)]
+
+
+@pytest.mark.parametrize("status", ["completed", "canceled", "failed"])
+def test_a_call_twilio_says_is_over_is_hung_up(client: Client, status: str) -> None:
+    make_call()
+    response = client.post("/voice/after-stream", {"CallSid": "CA1", "CallStatus": status})
+    assert [verb.tag for verb in ET.fromstring(response.content)] == ["Hangup"]
 
 
 def test_voice_answer_points_connect_at_the_after_stream_webhook(client: Client) -> None:
     response = client.post("/voice", {"CallSid": "CA1"})
     connect = ET.fromstring(response.content).find("Connect")
-    assert connect.get("action") == "http://testserver/voice/after-stream"
+    assert connect.get("action").startswith("http://testserver/voice/after-stream?greeting=")
 
 
 def test_get_is_refused(client: Client) -> None:

@@ -207,5 +207,11 @@ DEEPGRAM_FIRST_BYTE_TIMEOUT = float(os.environ.get("DEEPGRAM_FIRST_BYTE_TIMEOUT"
 # Calls still "in progress" after this long belong to a worker that died (Twilio's default
 # call time limit is four hours); `manage.py finish_stale_calls` and server start finish them.
 STALE_CALL_SECONDS = int(os.environ.get("STALE_CALL_SECONDS", str(4 * 3600)))
+# A WebSocket that sends no valid `start` within this many seconds is closed.
+STREAM_START_TIMEOUT = float(os.environ.get("STREAM_START_TIMEOUT", "10"))
+# Seconds a worker told to stop (SIGTERM) lets its calls go on before handing them over.
+DRAIN_SECONDS = float(os.environ.get("DRAIN_SECONDS", "25"))
+# How many times one call's stream is started again after its worker stopped or died.
+MAX_STREAM_RESUMES = int(os.environ.get("MAX_STREAM_RESUMES", "3"))
 # Bearer token for the live-call control API (/api/calls/...); the API is off while it is empty.
 VOICEBRIDGE_API_TOKEN = os.environ.get("VOICEBRIDGE_API_TOKEN", "")
