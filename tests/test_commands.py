@@ -148,6 +148,23 @@ def test_simulate_call_reports_and_records_what_the_caller_heard(
     assert "errors       none" in out
     assert f"OK: the call connected and the caller heard {len(audio) / 8000:.2f} s" in out
     assert "first audio arrived" in err
+    assert "streams      1" in out
+    assert "path         webhook POST /voice: HTTP 200" in out
+    assert "the caller hung up" in out
+
+
+@pytest.mark.e2e
+def test_simulate_call_presses_several_keys_on_a_call_held_open(
+    bridge: tuple[RunningServer, dict[str, str], FakeDeepgram],
+) -> None:
+    server, _, _ = bridge
+    out, err = run(
+        "simulate_call", "--url", server.url, "--fast", "--hang-up-after", "1.5",
+        "--press", "1@0.5", "--press", "2@1",
+    )  # fmt: skip
+    assert "errors       none" in out
+    assert out.count("the caller hung up after 1.5 s") == 1
+    assert "started" in err and "ended (caller)" in err
 
 
 @pytest.mark.e2e

@@ -6,7 +6,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
@@ -45,6 +45,7 @@ class Webhook:
     path: str
     headers: dict[str, str]
     form: dict[str, str]
+    method: str = "POST"
 
 
 class Peer:
@@ -114,7 +115,7 @@ class FakeVoicebridge:
         self,
         script: Script | None = None,
         *,
-        twiml: str = TWIML,
+        twiml: str | Mapping[str, str] = TWIML,
         twiml_status: int = 200,
         refuse: int | None = None,
     ) -> None:
@@ -194,7 +195,7 @@ class FakeVoicebridge:
         self._connections.add(task)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
-            if head.startswith(b"POST "):
+            if head.startswith(b"POST ") or b"upgrade: websocket" not in head.lower():
                 await self._webhook(head, reader, writer)
             else:
                 await self._forward(head, reader, writer)
@@ -208,7 +209,7 @@ class FakeVoicebridge:
     async def _webhook(
         self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        """Record the webhook request and answer with the configured TwiML."""
+        """Record the webhook request and answer with the TwiML configured for its path."""
         request_line, *lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
         headers = {}
         for line in lines:
@@ -216,9 +217,15 @@ class FakeVoicebridge:
             headers[name.strip().lower()] = value.strip()
         body = await reader.readexactly(int(headers.get("content-length", "0")))
         form = dict(parse_qsl(body.decode(), keep_blank_values=True))
-        self.webhooks.append(Webhook(request_line.split(" ")[1], headers, form))
-        payload = self.twiml.encode()
-        status = HTTPStatus(self.twiml_status)
+        method, target = request_line.split(" ")[:2]
+        self.webhooks.append(Webhook(target, headers, form, method))
+        if isinstance(self.twiml, str):
+            twiml, status = self.twiml, HTTPStatus(self.twiml_status)
+        elif (path := target.partition("?")[0]) in self.twiml:
+            twiml, status = self.twiml[path], HTTPStatus.OK
+        else:
+            twiml, status = "", HTTPStatus.NOT_FOUND
+        payload = twiml.encode()
         writer.write(
             f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: text/xml\r\n"
             f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
@@ -294,7 +301,36 @@ async def test_happy_path() -> None:
     assert report.errors == ()
     assert report.call_sid == "CA" + "0" * 32
     assert SID.match(report.stream_sid) and report.stream_sid.startswith("MZ")
-    assert [event for event, _ in seen] == ["media", "media", "media", "mark"]
+    assert [event for event, _ in seen] == [
+        "stream-started",
+        "media",
+        "media",
+        "media",
+        "mark",
+        "stream-stopped",
+    ]
+    assert seen[0][1] == {"streamSid": report.stream_sid, "callSid": report.call_sid, "index": 0}
+    assert seen[-1][1] == {
+        "streamSid": report.stream_sid,
+        "callSid": report.call_sid,
+        "index": 0,
+        "closeCode": None,
+        "endedBy": "caller",
+    }
+    (stream,) = report.streams
+    assert stream.stream_sid == report.stream_sid
+    assert (stream.heard_bytes, stream.marks, stream.ended_by) == (
+        1200,
+        ("greeting-end",),
+        "caller",
+    )
+    assert report.path == (
+        "webhook POST /voice: HTTP 200",
+        'say "Connecting you."',
+        'say "Please hold."',
+        f"stream {report.stream_sid} 0.1 s of audio, marks greeting-end; the caller hung up"
+        f" after {stream.seconds:.1f} s",
+    )
 
     (hook,) = app.webhooks
     assert hook.path == "/voice"
@@ -583,3 +619,202 @@ async def test_unreachable_server() -> None:
     assert report.twiml_status == 0
     assert report.errors[0].startswith("webhook request failed")
     assert not report.ok
+
+
+def connect_twiml(action: str, leg: str, *, say: str = "") -> str:
+    """A document that opens a stream with one Parameter and names an action."""
+    spoken = f"<Say>{say}</Say>" if say else ""
+    return (
+        f'<Response>{spoken}<Connect action="{action}"><Stream url="{STREAM_URL}">'
+        f'<Parameter name="leg" value="{leg}" /></Stream></Connect></Response>'
+    )
+
+
+async def close_after_a_mark(peer: Peer) -> None:
+    """Play a little audio and a mark, then close the stream once the mark has been echoed."""
+    sid = await peer.start()
+    await peer.play(sid, [b"\x11" * 160], "played")
+    await peer.wait_for(lambda m: m["event"] == "mark")
+    await peer.ws.close(1000)
+
+
+@pytest.mark.asyncio
+async def test_a_stream_closed_by_the_server_leads_to_the_signed_action_request() -> None:
+    answers = {
+        "/voice": connect_twiml("/voice/after-stream?step=1", "1", say="Connecting you."),
+        "/voice/after-stream": "<Response><Say>Goodbye.</Say><Hangup/><Say>Never.</Say></Response>",
+    }
+    async with FakeVoicebridge(close_after_a_mark, twiml=answers) as app:
+        report = await simulate_call(
+            app.base_url,
+            auth_token="s3cret",
+            public_url=PUBLIC,
+            media_interval=0,
+            realtime_playback=False,
+            timeout=5,
+        )
+
+    assert report.errors == ()
+    assert report.say == ("Connecting you.", "Goodbye.")
+    assert report.close_code == 1000
+    (stream,) = report.streams
+    assert (stream.ended_by, stream.close_code, stream.marks) == ("server", 1000, ("played",))
+    assert report.path == (
+        "webhook POST /voice: HTTP 200",
+        'say "Connecting you."',
+        f"stream {report.stream_sid} 0.0 s of audio, marks played; closed by the server (1000)"
+        f" after {stream.seconds:.1f} s",
+        "action POST /voice/after-stream?step=1: HTTP 200",
+        'say "Goodbye."',
+        "hangup",
+    )
+    hook, action = app.webhooks
+    assert (action.method, action.path) == ("POST", "/voice/after-stream?step=1")
+    assert action.form == {**hook.form, "CallStatus": "in-progress"}
+    assert set(action.form) == {
+        "CallSid",
+        "AccountSid",
+        "From",
+        "To",
+        "CallStatus",
+        "ApiVersion",
+        "Direction",
+    }
+    validator = RequestValidator("s3cret")
+    signature = action.headers["x-twilio-signature"]
+    assert validator.validate(PUBLIC + "/voice/after-stream?step=1", action.form, signature)
+    assert not validator.validate(PUBLIC + "/voice/after-stream", action.form, signature)
+
+
+@pytest.mark.asyncio
+async def test_a_connect_stream_answer_opens_a_second_stream_on_the_same_call() -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def script(peer: Peer) -> None:
+        if len(app.peers) == 1:
+            await close_after_a_mark(peer)
+        else:
+            sid = await peer.start()
+            await peer.play(sid, [b"\x22" * 320], "greeting-end")
+
+    answers = {
+        "/voice": connect_twiml("/voice/after-stream", "1"),
+        "/voice/after-stream": connect_twiml(PUBLIC + "/voice/after-second", "2"),
+        "/voice/after-second": "<Response><Hangup/></Response>",
+    }
+    async with FakeVoicebridge(script, twiml=answers) as app:
+        report = await simulate_call(
+            app.base_url,
+            media_interval=0,
+            realtime_playback=False,
+            on_event=lambda event, message: seen.append((event, message.get("streamSid", ""))),
+            timeout=5,
+        )
+
+    assert report.errors == ()
+    first, second = report.streams
+    assert first.stream_sid != second.stream_sid
+    assert (first.parameters, second.parameters) == ({"leg": "1"}, {"leg": "2"})
+    assert (first.ended_by, second.ended_by) == ("server", "caller")
+    assert report.audio == b"\x11" * 160 + b"\x22" * 320
+    assert report.marks == ("played", "greeting-end")
+    assert report.stream_sid == first.stream_sid and report.parameters == {"leg": "1"}
+    assert report.close_code is None
+    # The caller hung up on the second stream: its action is never requested.
+    assert [hook.path for hook in app.webhooks] == ["/voice", "/voice/after-stream"]
+    starts = [stream_messages(peer, "start")[0]["start"] for peer in app.peers]
+    assert [start["callSid"] for start in starts] == [report.call_sid] * 2
+    assert [start["streamSid"] for start in starts] == [first.stream_sid, second.stream_sid]
+    assert [start["customParameters"] for start in starts] == [{"leg": "1"}, {"leg": "2"}]
+    assert ("stream-started", second.stream_sid) in seen
+    assert ("media", second.stream_sid) in seen
+    assert report.path[-1].startswith(f"stream {second.stream_sid} 0.0 s of audio")
+
+
+@pytest.mark.asyncio
+async def test_redirect_and_pause_are_followed_and_dial_ends_the_simulation() -> None:
+    answers = {
+        "/voice": connect_twiml("/voice/after-stream", "1"),
+        "/voice/after-stream": (
+            '<Response><Pause length="0.1"/>'
+            f'<Redirect method="GET">{PUBLIC}/next?from=menu</Redirect></Response>'
+        ),
+        "/next": "<Response><Say>Transferring.</Say><Dial>+15550100009</Dial><Say>No.</Say>"
+        "</Response>",
+    }
+    async with FakeVoicebridge(close_after_a_mark, twiml=answers) as app:
+        started = time.monotonic()
+        report = await simulate_call(
+            app.base_url,
+            auth_token="s3cret",
+            public_url=PUBLIC,
+            media_interval=0,
+            realtime_playback=False,
+            timeout=5,
+        )
+        elapsed = time.monotonic() - started
+
+    assert report.errors == ()
+    assert elapsed >= 0.1
+    assert report.say == ("Transferring.",)
+    assert report.path[-5:] == (
+        "action POST /voice/after-stream: HTTP 200",
+        "pause 0.1 s",
+        "redirect GET /next: HTTP 200",
+        'say "Transferring."',
+        "<Dial> (not simulated: the call ends here)",
+    )
+    redirect = app.webhooks[-1]
+    assert redirect.method == "GET" and redirect.form == {}
+    url = PUBLIC + redirect.path
+    query = dict(parse_qsl(url.partition("?")[2]))
+    assert query == {**app.webhooks[0].form, "CallStatus": "in-progress", "from": "menu"}
+    assert RequestValidator("s3cret").validate(url, {}, redirect.headers["x-twilio-signature"])
+
+
+@pytest.mark.asyncio
+async def test_a_dropped_connection_also_leads_to_the_action() -> None:
+    async def script(peer: Peer) -> None:
+        await peer.start()
+        peer.ws.transport.abort()
+
+    answers = {
+        "/voice": connect_twiml("/voice/after-stream", "1"),
+        "/voice/after-stream": "<Response><Hangup/></Response>",
+    }
+    async with FakeVoicebridge(script, twiml=answers) as app:
+        report = await simulate_call(app.base_url, media_interval=0, timeout=5)
+
+    (stream,) = report.streams
+    assert (stream.ended_by, stream.close_code) == ("dropped", 1006)
+    assert report.path[-2:] == ("action POST /voice/after-stream: HTTP 200", "hangup")
+    assert len(app.webhooks) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_caller_hanging_up_requests_nothing_more() -> None:
+    answers = {"/voice": connect_twiml("/voice/after-stream", "1")}
+    async with FakeVoicebridge(twiml=answers) as app:
+        report = await simulate_call(app.base_url, until_mark=None, hang_up_after=0.3, timeout=5)
+
+    assert report.errors == ()
+    (stream,) = report.streams
+    assert stream.ended_by == "caller" and 0.3 <= stream.seconds < 1
+    assert [hook.path for hook in app.webhooks] == ["/voice"]
+    assert stream_messages(app.peer, "media")
+    assert app.peer.events()[-1] == "stop"
+
+
+@pytest.mark.asyncio
+async def test_twiml_that_loops_is_given_up_after_a_bound() -> None:
+    answers = {
+        "/voice": connect_twiml("/voice/after-stream", "1"),
+        "/voice/after-stream": "<Response><Redirect>/voice/after-stream</Redirect></Response>",
+    }
+    async with FakeVoicebridge(close_after_a_mark, twiml=answers) as app:
+        report = await simulate_call(
+            app.base_url, media_interval=0, realtime_playback=False, timeout=5
+        )
+
+    assert report.errors == ("more than 10 TwiML requests after the webhook",)
+    assert len(app.webhooks) == 11

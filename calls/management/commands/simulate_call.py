@@ -30,8 +30,10 @@ class Command(BaseCommand):
     help = (
         "Call a running voicebridge server the way Twilio does, without a phone: post the signed "
         "voice webhook, follow the TwiML, open the signed Media Stream WebSocket, send caller "
-        "audio, echo marks as the greeting finishes playing, and report what the caller heard. "
-        "Exits with status 1 when the call failed, so it can check a deployment."
+        "audio, echo marks as the greeting finishes playing, follow the TwiML after each stream "
+        "(the <Connect action>, new streams, Say, Redirect, Hangup) and report what the caller "
+        "heard and the call's path. Exits with status 1 when the call failed, so it can check "
+        "a deployment."
     )
 
     # The server's settings matter, not this machine's (a missing Deepgram key here is fine).
@@ -46,6 +48,7 @@ class Command(BaseCommand):
             "  manage.py simulate_call --url http://127.0.0.1:8000\n"
             "  manage.py simulate_call --url https://voice.example.com --to +15550100001 "
             "--out heard.wav\n"
+            "  manage.py simulate_call --press 1@2.5 --press 2@6 --hang-up-after 10\n"
         )
         return parser
 
@@ -79,15 +82,15 @@ class Command(BaseCommand):
             action="append",
             default=[],
             metavar="DIGIT@SECONDS",
-            help="Press a key that many seconds after the stream starts, e.g. 1@0.5 "
-            "(interrupts the greeting). Repeat for more keys.",
+            help="Press a key that many seconds after the first stream starts, e.g. 1@0.5 "
+            "(interrupts the greeting). Repeat for more keys: --press 1@2.5 --press 2@6.",
         )
         parser.add_argument(
             "--hang-up-after",
             type=float,
             metavar="SECONDS",
-            help="Hang up this many seconds after the stream starts instead of waiting for the "
-            "greeting to finish.",
+            help="Hang up this many seconds after the first stream starts instead of when the "
+            "greeting finishes: holds the call open, caller audio flowing, across streams.",
         )
         parser.add_argument(
             "--timeout",
@@ -184,6 +187,10 @@ class _Progress:
             if seconds > self.reported_seconds:
                 self.reported_seconds = seconds
                 self.write(f"  {seconds} s of audio received")
+        elif name == "stream-started":
+            self.write(f"  stream {message['streamSid']} started")
+        elif name == "stream-stopped":
+            self.write(f"  stream {message['streamSid']} ended ({message['endedBy']})")
         elif name == "mark":
             self.write(f"  mark {message.get('mark', {}).get('name', '')!r} sent by the server")
         elif name == "clear":
@@ -213,9 +220,11 @@ def format_report(report: CallReport) -> str:
         ),
         ("marks", ", ".join(report.marks) or "none"),
         ("clears", str(report.clears)),
+        ("streams", str(len(report.streams))),
         ("errors", "; ".join(report.errors) or "none"),
     ]
-    return "\n".join(f"{label:<12} {value}" for label, value in lines)
+    lines += [("path" if n == 0 else "", step) for n, step in enumerate(report.path)]
+    return "\n".join(f"{label:<12} {value}".rstrip() for label, value in lines)
 
 
 def next_step(report: CallReport) -> str:
