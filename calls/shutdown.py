@@ -93,11 +93,21 @@ def _begin_drain(reactor: object) -> None:
     """Start draining on the first SIGTERM; a second one hands the calls over at once."""
     global _drain
     if _drain is None:
+        _stop_listening(reactor)
         _drain = asyncio.get_running_loop().create_task(drain(settings.DRAIN_SECONDS))
         _drain.add_done_callback(lambda _: _stop_reactor(reactor))
     else:
         logger.warning("told to stop again: handing open calls over now")
         asyncio.get_running_loop().create_task(hand_over_open_calls())
+
+
+def _stop_listening(reactor: object) -> None:
+    """Refuse new connections, so that the load balancer sends them to another worker."""
+    from twisted.internet import tcp, unix
+
+    for reader in reactor.getReaders():  # type: ignore[attr-defined]
+        if isinstance(reader, tcp.Port | unix.Port):
+            reader.stopListening()
 
 
 def _stop_reactor(reactor: object) -> None:

@@ -925,7 +925,8 @@ async def simulate_call(
         **(extra_params or {}),
     }
     base_url = base_url.rstrip("/")
-    async with httpx.AsyncClient() as client:
+    # A connection per request, as Twilio makes them: a kept one would stay with one worker.
+    async with httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)) as client:
         call = _Call(
             client,
             servers=[base_url, *(url.rstrip("/") for url in failover)],

@@ -59,3 +59,25 @@ def test_first_webhook_of_a_process_sweeps_once(
     in_progress("CAold2", timedelta(hours=1))
     client.post("/voice", {"CallSid": "CAnew2"})
     assert Call.objects.get(call_sid="CAold2").status == Call.Status.IN_PROGRESS
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_sweep_finishes_calls_no_worker_holds() -> None:
+    from asgiref.sync import sync_to_async
+
+    from calls import live
+
+    create = sync_to_async(in_progress)
+    abandoned = await create("CAabandoned", timedelta(minutes=3))
+    held = await create("CAheld", timedelta(minutes=3))
+    young = await create("CAyoung", timedelta(seconds=5))
+    await live.announce("CAheld")
+    try:
+        assert await sync_to_async(stale.finish_abandoned_calls)() == 1
+    finally:
+        await live.withdraw("CAheld")
+    for call in (abandoned, held, young):
+        await call.arefresh_from_db()
+    assert abandoned.status == Call.Status.FAILED
+    assert abandoned.error == stale.STOPPED_ERROR
+    assert (held.status, young.status) == (Call.Status.IN_PROGRESS, Call.Status.IN_PROGRESS)
