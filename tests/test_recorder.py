@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -61,30 +60,6 @@ async def test_a_start_and_its_end_queued_together_keep_their_order() -> None:
     await asyncio.gather(first, end)
     call = await Call.objects.aget(call_sid="CA1")
     assert (call.status, call.error) == (Call.Status.FAILED, "Deepgram answered 401")
-
-
-async def test_a_stream_that_starts_again_resets_its_row() -> None:
-    recorder = CallRecorder()
-    await recorder.started(started("CA1"))
-    await recorder.ended(
-        CallEnded(call_sid="CA1", status=Call.Status.FAILED, ended_at=timezone.now(), error="x")
-    )
-    later = timezone.now() + timedelta(seconds=5)
-    await recorder.started(CallStarted(call_sid="CA1", stream_sid="MZ2", started_at=later))
-    call = await Call.objects.aget(call_sid="CA1")
-    assert (call.status, call.stream_sid, call.error, call.ended_at) == (
-        Call.Status.IN_PROGRESS,
-        "MZ2",
-        "",
-        None,
-    )
-    assert await Call.objects.acount() == 1
-
-
-async def test_a_greeting_deleted_meanwhile_is_recorded_as_none() -> None:
-    recorder = CallRecorder()
-    await recorder.started(started("CA1", greeting_id=987654))
-    assert (await Call.objects.aget(call_sid="CA1")).greeting_id is None
 
 
 async def test_batches_share_the_database_threads_connection() -> None:
