@@ -46,12 +46,22 @@ def read_settings(expression: str, **env: str) -> object:
 
 def test_postgresql_connections_are_pooled_per_worker() -> None:
     options = database_options(DATABASE_URL=POSTGRES)
-    assert options["pool"] == {"min_size": 1, "max_size": 10, "timeout": 3.0}
+    assert options["pool"] == {
+        "min_size": 1,
+        "max_size": 10,
+        "timeout": 3.0,
+        "reconnect_timeout": 10,
+    }
 
 
 def test_pool_size_comes_from_the_environment() -> None:
     options = database_options(DATABASE_URL=POSTGRES, DATABASE_POOL_SIZE="4")
-    assert options["pool"] == {"min_size": 1, "max_size": 4, "timeout": 3.0}
+    assert options["pool"] == {
+        "min_size": 1,
+        "max_size": 4,
+        "timeout": 3.0,
+        "reconnect_timeout": 10,
+    }
 
 
 def test_a_database_that_does_not_answer_fails_within_seconds() -> None:

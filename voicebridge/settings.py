@@ -109,6 +109,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABAS
         "min_size": 1,
         "max_size": DATABASE_POOL_SIZE,
         "timeout": DATABASE_POOL_TIMEOUT,
+        # The pool retries a lost server with a backoff that doubles to minutes; giving up after
+        # 10 s lets the next request try at once, so a server that is back is used within seconds.
+        "reconnect_timeout": 10,
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
