@@ -6,6 +6,7 @@ import functools
 import logging
 from collections.abc import Callable
 
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import render
 from django.urls import reverse
@@ -15,6 +16,7 @@ from django.views.decorators.http import require_http_methods
 from calls import services
 from calls.endpoints import public_origin, stream_url
 from calls.models import Call
+from calls.remembered_greetings import remembered
 from calls.signatures import REFUSALS, TOKEN_PARAMETER, accepted, check_webhook, issue_stream_token
 from calls.speech import remember
 from calls.stale import sweep_once
@@ -51,7 +53,18 @@ def voice(request: HttpRequest) -> HttpResponse:
     """Answer an incoming call: an optional <Say>, then <Connect><Stream> to /twilio."""
     data = request.POST if request.method == "POST" else request.GET
     sweep_once()
-    greeting = services.greeting_for_number(data.get("To", ""))
+    to = data.get("To", "")
+    try:
+        greeting = remembered.remember(to, services.greeting_for_number(to))
+    except DatabaseError as exc:
+        # Twilio waits 15 s and then plays its error: a copy from memory still greets the caller.
+        greeting = remembered.recall(to)
+        logger.warning(
+            "call %s: greeting look-up failed (%s); answering with the copy in memory, greeting %s",
+            data.get("CallSid", "")[:64],
+            str(exc).strip().partition("\n")[0] or type(exc).__name__,
+            greeting.pk or "built in",
+        )
     parameters = [
         ("greeting", str(greeting.pk or "")),
         ("speech", remember(greeting.voice, greeting.text)),
