@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import tempfile
@@ -85,6 +86,8 @@ def missing() -> str | None:
     for tool in ("initdb", "pg_ctl", "runuser"):
         if shutil.which(tool) is None:
             return f"{tool} is not on PATH"
+    if os.geteuid() != 0:
+        return f"running the server as {SERVER_USER!r} (runuser) needs root"
     return None
 
 
