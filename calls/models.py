@@ -111,7 +111,14 @@ class Call(models.Model):
         FAILED = "failed", "Failed"
 
     call_sid = models.CharField("CallSid", max_length=64, unique=True)
-    stream_sid = models.CharField("StreamSid", max_length=64, blank=True)
+    stream_sid = models.CharField(
+        "StreamSid", max_length=64, blank=True, help_text="The call's latest media stream."
+    )
+    streams = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="How many media streams the call has had: a stream resumed on another "
+        "server after its server stopped counts again.",
+    )
     from_number = models.CharField("from", max_length=64, blank=True)
     to_number = models.CharField("to", max_length=64, blank=True)
     greeting = models.ForeignKey(

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from asgiref.sync import sync_to_async
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 
 from calls import services
 from calls.per_loop import PerLoop
@@ -23,12 +23,29 @@ BATCH_DELAY_SECONDS = 0.02
 BATCH_INTERVAL_SECONDS = 0.1
 
 
+# Records that cannot be written wait for the database, up to this many; past it, new ones are
+# refused so a long outage cannot take the worker's memory.
+KEEP_LIMIT = 10_000
+# A batch the database refused is tried again after this long, doubling up to the last.
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
+
+# The database did not answer, or dropped the connection: the same batch may be written later.
+# Other errors (a refused value, a bug) would fail again and hold up every record behind them.
+_RETRIED = (OperationalError, InterfaceError)
+
+
+class RecordNotKept(Exception):
+    """A record refused because KEEP_LIMIT records were already waiting for the database."""
+
+
 class CallRecorder:
     """Queues call starts and ends and writes each batch in one transaction.
 
     Database writes share one thread; a burst of calls writing a row each would keep that
     thread, and the interpreter lock, busy just when their first audio is due. Batched, a
-    burst of calls costs one transaction.
+    burst of calls costs one transaction. A batch the database cannot take is kept, in order,
+    and tried again with a backoff until it is written.
     """
 
     def __init__(self) -> None:
@@ -36,6 +53,10 @@ class CallRecorder:
         self._ended: list[tuple[services.CallEnded, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._next_batch_at = 0.0
+        self._kept = 0
+        self._refused = 0
+        self._attempts = 0
+        self._failing_since = 0.0
 
     def started(self, record: services.CallStarted) -> asyncio.Future[None]:
         """Queue a call start; the future resolves once it is written."""
@@ -48,6 +69,19 @@ class CallRecorder:
     def _queue(self, pending: list, record: object) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
+        if self._kept >= KEEP_LIMIT:
+            if not self._refused:
+                logger.error(
+                    "%d call records are waiting for the database: refusing new ones until "
+                    "it answers; their calls will have no row or stay in progress",
+                    self._kept,
+                )
+            self._refused += 1
+            done.set_exception(RecordNotKept(f"{self._kept} call records already waiting"))
+            # Nobody may wait for it; that is not worth a "never retrieved" warning.
+            done.exception()
+            return done
+        self._kept += 1
         pending.append((record, done))
         if self._writer is None or self._writer.done():
             self._writer = loop.create_task(self._write())
@@ -61,20 +95,64 @@ class CallRecorder:
             self._next_batch_at = loop.time() + BATCH_INTERVAL_SECONDS
             started, self._started = self._started, []
             ended, self._ended = self._ended, []
+            count = len(started) + len(ended)
             try:
                 await _record(
                     started=[record for record, _ in started],
                     ended=[record for record, _ in ended],
                 )
+            except _RETRIED as exc:
+                # Kept ahead of what queued meanwhile: a call's end is never written before
+                # its start.
+                self._started[:0] = started
+                self._ended[:0] = ended
+                await asyncio.sleep(self._note_failure(exc, count, loop.time()))
+                continue
             except Exception as exc:
-                logger.exception("writing %d call records failed", len(started) + len(ended))
-                for _, done in started + ended:
-                    if not done.done():
-                        done.set_exception(exc)
+                logger.exception("writing %d call records failed; they are dropped", count)
+                self._settle(started + ended, exc)
             else:
-                for _, done in started + ended:
-                    if not done.done():
-                        done.set_result(None)
+                self._note_written(count, loop.time())
+                self._settle(started + ended, None)
+
+    def _note_failure(self, exc: Exception, count: int, now: float) -> float:
+        """Log a failed attempt in one line; return how long to wait before the next."""
+        if not self._attempts:
+            self._failing_since = now
+        self._attempts += 1
+        delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (self._attempts - 1))
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        logger.warning(
+            "writing %d call records failed (%s: %s); kept, retrying in %.1f s",
+            count,
+            type(exc).__name__,
+            reason,
+            delay,
+        )
+        return delay
+
+    def _note_written(self, count: int, now: float) -> None:
+        if self._attempts:
+            logger.warning(
+                "wrote %d kept call records after %d failed attempts, %.1f s after the first",
+                count,
+                self._attempts,
+                now - self._failing_since,
+            )
+        if self._refused:
+            logger.error("%d call records were refused while the database was down", self._refused)
+        self._attempts = 0
+        self._refused = 0
+
+    def _settle(self, batch: list, error: Exception | None) -> None:
+        self._kept -= len(batch)
+        for _, done in batch:
+            if done.done():
+                continue
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
 
 
 def _record_batch(*, started: list[services.CallStarted], ended: list[services.CallEnded]) -> None:
@@ -84,7 +162,8 @@ def _record_batch(*, started: list[services.CallStarted], ended: list[services.C
     # file and checkpointed its log on close. The connection is kept, and replaced only once
     # it has failed and no longer answers, as close_old_connections would.
     connection = connections[DEFAULT_DB_ALIAS]
-    if connection.errors_occurred and not connection.is_usable():
+    failed = connection.connection is not None and connection.errors_occurred
+    if failed and not connection.is_usable():
         connection.close()
     services.calls_record(started=started, ended=ended)
 

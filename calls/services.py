@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from calls.models import Call, CallUtterance, Greeting, PhoneNumber
@@ -69,55 +70,75 @@ class CallEnded:
     from_cache: bool | None = None
     interrupted: bool = False
     playback_confirmed: bool = False
+    # When set, the end applies only while this is still the call's latest stream.
+    stream_sid: str = ""
 
 
 def calls_record(*, started: Sequence[CallStarted], ended: Sequence[CallEnded]) -> None:
     """Write a batch of call starts, then call ends, in one transaction."""
     with transaction.atomic():
         if started:
-            greeting_ids = {s.greeting_id for s in started if s.greeting_id is not None}
-            existing = set(
-                Greeting.objects.filter(pk__in=greeting_ids).values_list("pk", flat=True)
-            )
-            # A Twilio stream that reconnects starts its call again: the row is reset, not doubled.
-            Call.objects.bulk_create(
-                [
-                    Call(
-                        call_sid=s.call_sid,
-                        stream_sid=s.stream_sid,
-                        from_number=s.from_number[:64],
-                        to_number=s.to_number[:64],
-                        greeting_id=s.greeting_id if s.greeting_id in existing else None,
-                        status=Call.Status.IN_PROGRESS,
-                        started_at=s.started_at,
-                        ended_at=None,
-                        error="",
-                    )
-                    for s in started
-                ],
-                update_conflicts=True,
-                unique_fields=["call_sid"],
-                update_fields=[
-                    "stream_sid",
-                    "from_number",
-                    "to_number",
-                    "greeting",
-                    "status",
-                    "started_at",
-                    "ended_at",
-                    "error",
-                ],
-            )
+            _record_starts(started)
         for e in ended:
-            Call.objects.filter(call_sid=e.call_sid).update(
-                status=e.status,
-                ended_at=e.ended_at,
-                error=e.error[:2000],
-                first_audio_ms=e.first_audio_ms,
-                from_cache=e.from_cache,
-                interrupted=e.interrupted,
-                playback_confirmed=e.playback_confirmed,
+            _record_end(e)
+
+
+def _record_starts(started: Sequence[CallStarted]) -> None:
+    """Insert the calls that have no row; count the others' starts as further streams."""
+    call_sids = {s.call_sid for s in started}
+    known = set(
+        Call.objects.select_for_update()
+        .filter(call_sid__in=call_sids)
+        .values_list("call_sid", flat=True)
+    )
+    first: dict[str, CallStarted] = {}
+    further: list[CallStarted] = []
+    for s in started:
+        if s.call_sid in known or s.call_sid in first:
+            further.append(s)
+        else:
+            first[s.call_sid] = s
+    greeting_ids = {s.greeting_id for s in first.values() if s.greeting_id is not None}
+    existing = set(Greeting.objects.filter(pk__in=greeting_ids).values_list("pk", flat=True))
+    Call.objects.bulk_create(
+        [
+            Call(
+                call_sid=s.call_sid,
+                stream_sid=s.stream_sid,
+                from_number=s.from_number[:64],
+                to_number=s.to_number[:64],
+                greeting_id=s.greeting_id if s.greeting_id in existing else None,
+                status=Call.Status.IN_PROGRESS,
+                started_at=s.started_at,
             )
+            for s in first.values()
+        ],
+        # Another worker's first stream of the same call, written a moment before.
+        ignore_conflicts=True,
+    )
+    for s in further:
+        # A call that has ended is never started again (a replayed webhook and start would
+        # rewrite it); a start written twice, its batch retried, is one stream.
+        Call.objects.filter(call_sid=s.call_sid, status=Call.Status.IN_PROGRESS).exclude(
+            stream_sid=s.stream_sid
+        ).update(stream_sid=s.stream_sid, streams=F("streams") + 1)
+
+
+def _record_end(e: CallEnded) -> None:
+    """Finish the call's row if it is still in progress (and on the stream that ended)."""
+    calls = Call.objects.filter(call_sid=e.call_sid, status=Call.Status.IN_PROGRESS)
+    if e.stream_sid:
+        # The end of a stream the call has moved on from leaves its resumed stream live.
+        calls = calls.filter(stream_sid=e.stream_sid)
+    calls.update(
+        status=e.status,
+        ended_at=e.ended_at,
+        error=e.error[:2000],
+        first_audio_ms=e.first_audio_ms,
+        from_cache=e.from_cache,
+        interrupted=e.interrupted,
+        playback_confirmed=e.playback_confirmed,
+    )
 
 
 def calls_finish_stale(*, older_than: timedelta) -> int:

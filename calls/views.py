@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods
 from calls import next_step, services
 from calls.endpoints import public_origin, stream_url
 from calls.models import Call, Greeting
+from calls.remembered_greetings import GreetingCopy, remembered
 from calls.signatures import REFUSALS, TOKEN_PARAMETER, accepted, check_webhook, issue_stream_token
 from calls.speech import remember
 from calls.stale import sweep_once
@@ -54,7 +55,18 @@ def voice(request: HttpRequest) -> HttpResponse:
     """Answer an incoming call: an optional <Say>, then <Connect><Stream> to /twilio."""
     data = request.POST if request.method == "POST" else request.GET
     sweep_once()
-    greeting = services.greeting_for_number(data.get("To", ""))
+    to = data.get("To", "")
+    try:
+        greeting = remembered.remember(to, services.greeting_for_number(to))
+    except DatabaseError as exc:
+        # Twilio waits 15 s and then plays its error: a copy from memory still greets the caller.
+        greeting = remembered.recall(to)
+        logger.warning(
+            "call %s: greeting look-up failed (%s); answering with the copy in memory, greeting %s",
+            data.get("CallSid", "")[:64],
+            str(exc).strip().partition("\n")[0] or type(exc).__name__,
+            greeting.pk or "built in",
+        )
     return _stream_answer(request, data, greeting, say_text=greeting.say_text, resumes=0)
 
 
@@ -95,7 +107,12 @@ ENDED_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "ca
 
 
 def _stream_answer(
-    request: HttpRequest, data: QueryDict, greeting: Greeting, *, say_text: str, resumes: int
+    request: HttpRequest,
+    data: QueryDict,
+    greeting: Greeting | GreetingCopy,
+    *,
+    say_text: str,
+    resumes: int,
 ) -> HttpResponse:
     """TwiML that opens a Media Stream speaking `greeting`, after an optional <Say>."""
     parameters = [

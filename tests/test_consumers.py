@@ -130,11 +130,14 @@ async def test_second_call_is_served_from_cache(deepgram: FakeDeepgram) -> None:
     first = await open_stream(params)
     assert (await audio_until_mark(first))[0] == GREETING_AUDIO
     await hang_up(first)
-    second = await open_stream(params)
+    # Another call: a finished call's row is never started again.
+    second = WebsocketCommunicator(application, "/twilio")
+    assert (await second.connect())[0]
+    await second.send_to(text_data=frames.start(params, call_sid=f"CA{2:032d}"))
     assert (await audio_until_mark(second))[0] == GREETING_AUDIO
     await hang_up(second)
     assert len(deepgram.requests) == 1
-    assert (await call_row()).from_cache is True
+    assert (await Call.objects.aget(call_sid=f"CA{2:032d}")).from_cache is True
 
 
 async def test_concurrent_callers_share_one_deepgram_request(deepgram: FakeDeepgram) -> None:

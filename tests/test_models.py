@@ -47,3 +47,8 @@ def test_call_duration_once_ended() -> None:
     call.ended_at = started + timedelta(seconds=42)
     assert call.duration == timedelta(seconds=42)
     assert str(call) == "CA1"
+
+
+def test_a_new_call_has_had_one_stream() -> None:
+    Call.objects.create(call_sid="CA1", started_at=timezone.now())
+    assert Call.objects.get().streams == 1

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import logging
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connections
+from django.db import DataError, OperationalError, connections
 from django.db.backends.signals import connection_created
 from django.utils import timezone
 
 from calls import recorder as recorder_module
+from calls import services
 from calls.models import Call, Greeting
-from calls.recorder import CallRecorder
+from calls.recorder import CallRecorder, RecordNotKept
 from calls.services import CallEnded, CallStarted
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -61,30 +62,6 @@ async def test_a_start_and_its_end_queued_together_keep_their_order() -> None:
     await asyncio.gather(first, end)
     call = await Call.objects.aget(call_sid="CA1")
     assert (call.status, call.error) == (Call.Status.FAILED, "Deepgram answered 401")
-
-
-async def test_a_stream_that_starts_again_resets_its_row() -> None:
-    recorder = CallRecorder()
-    await recorder.started(started("CA1"))
-    await recorder.ended(
-        CallEnded(call_sid="CA1", status=Call.Status.FAILED, ended_at=timezone.now(), error="x")
-    )
-    later = timezone.now() + timedelta(seconds=5)
-    await recorder.started(CallStarted(call_sid="CA1", stream_sid="MZ2", started_at=later))
-    call = await Call.objects.aget(call_sid="CA1")
-    assert (call.status, call.stream_sid, call.error, call.ended_at) == (
-        Call.Status.IN_PROGRESS,
-        "MZ2",
-        "",
-        None,
-    )
-    assert await Call.objects.acount() == 1
-
-
-async def test_a_greeting_deleted_meanwhile_is_recorded_as_none() -> None:
-    recorder = CallRecorder()
-    await recorder.started(started("CA1", greeting_id=987654))
-    assert (await Call.objects.aget(call_sid="CA1")).greeting_id is None
 
 
 async def test_batches_share_the_database_threads_connection() -> None:
@@ -177,3 +154,101 @@ async def test_rows_queued_during_a_write_are_written_right_after_it(
     # One wait, for the burst to gather; the row queued meanwhile did not wait for the interval.
     assert sleeps == [recorder_module.BATCH_DELAY_SECONDS]
     assert await Call.objects.acount() == 2
+
+
+class Outage:
+    """Makes the database refuse the next `failures` writes, as a stopped server would."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, failures: int) -> None:
+        self.failures = failures
+        self.attempts = 0
+        self.sleeps: list[float] = []
+        write, sleep = services.calls_record, asyncio.sleep
+
+        def refused(**records: list) -> None:
+            self.attempts += 1
+            if self.attempts <= self.failures:
+                raise OperationalError("connection refused\nIs the server running?")
+            write(**records)
+
+        async def noted(delay: float) -> None:
+            # The backoff's waits are noted, not waited for.
+            self.sleeps.append(delay)
+            await sleep(0)
+
+        monkeypatch.setattr(services, "calls_record", refused)
+        monkeypatch.setattr(recorder_module.asyncio, "sleep", noted)
+
+
+async def test_records_the_database_refused_are_written_in_order_once_it_answers(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    outage = Outage(monkeypatch, failures=8)
+    recorder = CallRecorder()
+    start = recorder.started(started("CA1"))
+    while outage.attempts < 2:
+        await asyncio.sleep(0)
+    assert not start.done()
+    end = recorder.ended(
+        CallEnded(call_sid="CA1", status=Call.Status.COMPLETED, ended_at=timezone.now())
+    )
+    await asyncio.gather(start, end)
+    assert (await Call.objects.aget(call_sid="CA1")).status == Call.Status.COMPLETED
+    # From half a second, doubling, to 30 s at most.
+    waits = [delay for delay in outage.sleeps if delay > recorder_module.BATCH_DELAY_SECONDS]
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    messages = [r.getMessage() for r in caplog.records]
+    assert (
+        "retrying in 0.5 s" in messages[0] and "OperationalError: connection refused" in messages[0]
+    )
+    assert "after 8 failed attempts" in messages[-1]
+    assert not any(r.exc_info for r in caplog.records)
+
+
+async def test_a_record_whose_waiter_gave_up_is_still_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    outage = Outage(monkeypatch, failures=3)
+    recorder = CallRecorder()
+    start = recorder.started(started("CA1"))
+    while outage.attempts < 1:
+        await asyncio.sleep(0)
+    start.cancel()
+    while outage.attempts < 4:
+        await asyncio.sleep(0.01)
+    assert await Call.objects.filter(call_sid="CA1").aexists()
+
+
+async def test_records_past_the_limit_are_refused_with_one_loud_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(recorder_module, "KEEP_LIMIT", 3)
+    outage = Outage(monkeypatch, failures=4)
+    recorder = CallRecorder()
+    kept = [recorder.started(started(f"CA{n}")) for n in range(3)]
+    while outage.attempts < 1:
+        await asyncio.sleep(0)
+    refused = [recorder.started(started(f"CA{n}")) for n in range(3, 6)]
+    assert all(isinstance(f.exception(), RecordNotKept) for f in refused)
+    await asyncio.gather(*kept)
+    assert await Call.objects.acount() == 3
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2, errors
+    assert "refusing new ones" in errors[0]
+    assert errors[1].startswith("3 call records were refused")
+
+
+async def test_a_batch_the_database_rejects_is_not_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    attempts: list[int] = []
+
+    def rejected(**records: list) -> None:
+        attempts.append(1)
+        raise DataError("value too long")
+
+    monkeypatch.setattr(services, "calls_record", rejected)
+    recorder = CallRecorder()
+    with pytest.raises(DataError):
+        await recorder.started(started("CA1"))
+    assert len(attempts) == 1

@@ -24,7 +24,13 @@ def database_options(**env: str) -> dict[str, object]:
 def read_settings(expression: str, **env: str) -> object:
     """Import the settings in a fresh interpreter with `env`; return `s.<expression>`."""
     script = f"import json, voicebridge.settings as s; print(json.dumps(s.{expression}))"
-    read = {"DATABASE_URL", "DATABASE_POOL_SIZE", "MALLOC_ARENA_MAX"}
+    read = {
+        "DATABASE_URL",
+        "DATABASE_POOL_SIZE",
+        "DATABASE_POOL_TIMEOUT",
+        "DATABASE_CONNECT_TIMEOUT",
+        "MALLOC_ARENA_MAX",
+    }
     base = {k: v for k, v in os.environ.items() if k not in read}
     result = subprocess.run(
         [sys.executable, "-c", script],
@@ -40,12 +46,34 @@ def read_settings(expression: str, **env: str) -> object:
 
 def test_postgresql_connections_are_pooled_per_worker() -> None:
     options = database_options(DATABASE_URL=POSTGRES)
-    assert options["pool"] == {"min_size": 1, "max_size": 10}
+    assert options["pool"] == {
+        "min_size": 1,
+        "max_size": 10,
+        "timeout": 3.0,
+        "reconnect_timeout": 10,
+    }
 
 
 def test_pool_size_comes_from_the_environment() -> None:
     options = database_options(DATABASE_URL=POSTGRES, DATABASE_POOL_SIZE="4")
-    assert options["pool"] == {"min_size": 1, "max_size": 4}
+    assert options["pool"] == {
+        "min_size": 1,
+        "max_size": 4,
+        "timeout": 3.0,
+        "reconnect_timeout": 10,
+    }
+
+
+def test_a_database_that_does_not_answer_fails_within_seconds() -> None:
+    options = database_options(
+        DATABASE_URL=POSTGRES, DATABASE_POOL_TIMEOUT="2.5", DATABASE_CONNECT_TIMEOUT="2"
+    )
+    assert (options["pool"]["timeout"], options["connect_timeout"]) == (2.5, 2)
+    assert database_options(DATABASE_URL=POSTGRES, DATABASE_POOL_SIZE="0")["connect_timeout"] == 3
+
+
+def test_pooled_connections_are_checked_before_use() -> None:
+    assert read_settings("DATABASES['default']['CONN_HEALTH_CHECKS']", DATABASE_URL=POSTGRES)
 
 
 def test_pool_size_zero_turns_pooling_off() -> None:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+from django.db import OperationalError, connection
 from django.test import Client
 
-from calls.models import Greeting
+from calls.models import Greeting, PhoneNumber
+from calls.remembered_greetings import remembered
+from calls.services import FALLBACK_GREETING
 from calls.speech import speech_key
 
 pytestmark = pytest.mark.django_db
@@ -77,3 +82,75 @@ def test_text_is_xml_escaped(client: Client) -> None:
 
 def test_put_is_refused(client: Client) -> None:
     assert client.put("/voice").status_code == 405
+
+
+@contextmanager
+def database_down() -> Iterator[None]:
+    """Make every query on this thread fail as it does while PostgreSQL is stopped."""
+
+    def refuse(*args: object) -> None:
+        raise OperationalError("connection failed: Connection refused\nIs the server running?")
+
+    with connection.execute_wrapper(refuse):
+        yield
+
+
+@pytest.fixture
+def fresh_process() -> Iterator[None]:
+    """No greeting read yet, as in a worker that has just started."""
+    remembered.forget()
+    yield
+    remembered.forget()
+
+
+def answer(client: Client, to: str) -> tuple[str | None, dict[str, str]]:
+    root = twiml(client.post("/voice", {"CallSid": "CA1", "To": to}))
+    assert root.find("Connect/Stream") is not None
+    say = root.find("Say")
+    params = {p.get("name"): p.get("value") for p in root.findall("Connect/Stream/Parameter")}
+    return (say.text if say is not None else None), params
+
+
+@pytest.fixture
+def sales() -> Greeting:
+    greeting = Greeting.objects.create(
+        name="Sales", text="Sales, hello.", say_text="Sales line.", voice="aura-2-thalia-en"
+    )
+    PhoneNumber.objects.create(number="+15550100001", greeting=greeting)
+    return greeting
+
+
+def test_when_the_database_fails_the_greeting_last_answered_for_the_number_is_used(
+    client: Client, fresh_process: None, sales: Greeting, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = answer(client, "+15550100001")
+    with database_down():
+        during = answer(client, "+15550100001")
+    assert during[0] == before[0] == "Sales line."
+    params = during[1]
+    assert params["greeting"] == str(sales.pk)
+    assert params["speech"] == speech_key("aura-2-thalia-en", "Sales, hello.")
+    [line] = [r.getMessage() for r in caplog.records if "look-up failed" in r.getMessage()]
+    assert "CA1" in line and "Connection refused" in line
+
+
+def test_a_number_not_answered_before_gets_the_default_greeting_last_read(
+    client: Client, fresh_process: None, sales: Greeting
+) -> None:
+    Greeting.objects.filter(is_default=True).update(say_text="Default line.")
+    answer(client, "+15550100001")
+    answer(client, "+15550100002")
+    with database_down():
+        say, params = answer(client, "+15550100003")
+    assert say == "Default line."
+    assert params["greeting"] == str(Greeting.objects.get(is_default=True).pk)
+
+
+def test_with_nothing_read_yet_the_built_in_greeting_is_used(
+    client: Client, fresh_process: None
+) -> None:
+    with database_down():
+        say, params = answer(client, "+15550100001")
+    assert say == FALLBACK_GREETING.say_text
+    assert params["greeting"] == ""
+    assert params["speech"] == speech_key(FALLBACK_GREETING.voice, FALLBACK_GREETING.text)

@@ -82,8 +82,15 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_max_age=0,
+        # With a pool this makes it check each connection before handing it out
+        # (ConnectionPool.check_connection): after PostgreSQL restarts, none is handed out dead.
+        conn_health_checks=True,
     )
 }
+# Twilio gives a webhook 15 s: a database that does not answer must fail within seconds, so the
+# webhook can still answer from what it remembers.
+DATABASE_POOL_TIMEOUT = float(os.environ.get("DATABASE_POOL_TIMEOUT", "3"))
+DATABASE_CONNECT_TIMEOUT = int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "3"))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Concurrent calls write Call rows from several threads; wait for the lock instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
@@ -101,7 +108,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABAS
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": DATABASE_POOL_SIZE,
+        "timeout": DATABASE_POOL_TIMEOUT,
+        # The pool retries a lost server with a backoff that doubles to minutes; giving up after
+        # 10 s lets the next request try at once, so a server that is back is used within seconds.
+        "reconnect_timeout": 10,
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", DATABASE_CONNECT_TIMEOUT
+    )
 
 # Django also gives every webhook request a thread of its own, and glibc a new thread an arena of
 # its own (up to eight per core), each keeping what it once held: after a burst of webhooks a
