@@ -17,6 +17,7 @@ from pathlib import Path
 from bench import cpus, procstat
 from bench.callers import CallerPool, Plan
 from bench.control import run_control_roundtrip
+from bench.long_calls import long_call_rows, run_long_calls
 from bench.relay_floor import TEXT_PREFIX as RELAY_TEXT
 from bench.report import Row, spread, table, write_json
 from bench.servers import (
@@ -162,7 +163,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a small smoke run: 1 and 5 calls, 10 media calls for 1 s, one round",
+        help="a small smoke run: 1 and 5 calls, 10 media calls for 1 s, one round, "
+        "2 long calls held 5 s",
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the servers' logs and database afterwards"
@@ -175,20 +177,47 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "Redis and PostgreSQL; 0 skips it (default: %(default)s)",
     )
     parser.add_argument(
+        "--phase",
+        choices=("all", "long-calls"),
+        default="all",
+        help="run every phase, or only the long calls on two workers (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--long-calls",
+        type=int,
+        default=20,
+        help="calls held open across two workers on Redis and PostgreSQL; 0 skips them "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--hold",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long each long call stays connected before its say (default: %(default)s)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=RESULTS, help="folder for the JSON (default: bench/results)"
     )
     args = parser.parse_args(argv)
     if args.quick:
         args.calls, args.media_calls, args.duration, args.rounds = [1, 5], 10, 1.0, 1
         args.control_calls = min(args.control_calls, 2)
+        args.long_calls, args.hold = min(args.long_calls, 2), min(args.hold, 5.0)
     args.calls = sorted(set(args.calls))
     if min(args.calls) < 1 or args.media_calls < 1 or args.duration <= 0 or args.rounds < 1:
         parser.error("call counts, --media-calls, --duration and --rounds must be positive")
+    if args.long_calls < 0 or args.hold <= 0:
+        parser.error("--long-calls must not be negative and --hold must be positive")
+    if args.phase == "long-calls" and args.long_calls < 1:
+        parser.error("--phase long-calls needs --long-calls of at least 1")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.phase == "long-calls":
+        return main_long_calls(args)
     run = secrets.token_hex(3)
     ttfb = args.ttfb
     phases: dict[str, Phase] = {}
@@ -328,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.control_calls:
             progress("live-call control across two workers sharing Redis and PostgreSQL ...")
             checks["control"] = run_control_roundtrip(calls=args.control_calls)
+        if args.long_calls:
+            checks["long_calls"] = long_calls_phase(args)
     finally:
         pool.close()
         if not args.keep:
@@ -359,10 +390,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"\nwritten to {path}")
     errors = sum(len(p.errors) for p in phases.values())
+    long_calls = checks.get("long_calls")
+    if isinstance(long_calls, dict):
+        errors += long_calls.get("dropped", 0)
     if errors:
         print(f"{errors} calls went wrong: see the JSON", file=sys.stderr)
         return 1
     return 0
+
+
+def long_calls_phase(args: argparse.Namespace) -> dict[str, object]:
+    """Hold the long calls on two workers and say how it went."""
+    progress(
+        f"{args.long_calls} long calls held {args.hold:.0f} s across two workers sharing Redis "
+        "and PostgreSQL ..."
+    )
+    started = time.monotonic()
+    result = run_long_calls(calls=args.long_calls, hold=args.hold)
+    if "skipped" in result:
+        progress(f"    skipped: {result['skipped']}")
+    else:
+        progress(
+            f"    {time.monotonic() - started:4.1f} s, {result['kept']} kept, "
+            f"{result['dropped']} dropped {result['dropped_close_codes'] or ''}"
+        )
+    return result
+
+
+def main_long_calls(args: argparse.Namespace) -> int:
+    """`--phase long-calls`: only the long calls, with their rows and JSON."""
+    run = secrets.token_hex(3)
+    progress(f"voicebridge benchmark {run}: long calls only")
+    result = long_calls_phase(args)
+    print()
+    print(table(long_call_rows(result)))
+    path = write_json(
+        args.out,
+        {
+            "run": run,
+            "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "figures": {"long_calls": result},
+            "rows": long_call_rows(result),
+        },
+    )
+    print(f"\nwritten to {path}")
+    return 1 if result.get("dropped") else 0
 
 
 def first_byte_seconds(stats: dict[str, object], text: str) -> float:
@@ -561,6 +633,10 @@ def assess(
     if isinstance(control, dict):
         rows.extend(control_rows(control))
         figures["control_round_trip"] = control
+    long_calls = checks.get("long_calls")
+    if isinstance(long_calls, dict):
+        rows.extend(long_call_rows(long_calls))
+        figures["long_calls"] = long_calls
     lateness = max(p.max_tick_lag for p in phases.values()) * 1000
     rows.append(Row("callers' own clock, worst lateness (ms)", f"{lateness:.1f}"))
     figures["caller_max_lateness_ms"] = lateness

@@ -36,6 +36,8 @@ _HEADERS = {"Accept": "*/*", "User-Agent": "TwilioProxy/1.1"}
 # Container headers that mean the server forgot Deepgram's container=none (Twilio plays noise).
 _FILE_HEADERS = (b"RIFF", b"OggS", b"fLaC", b"ID3")
 
+# Called with each server message by its event, and with "stream-started" / "stream-stopped"
+# (streamSid, callSid, index; closeCode, endedBy) so a hook knows which stream it is on.
 EventHook = Callable[[str, dict[str, Any]], None]
 EndedBy = Literal["caller", "server", "dropped"]
 

@@ -19,6 +19,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from calls.devserver import free_port
 from calls.simulator import CallReport, simulate_call, twilio_signature
 
 PUBLIC = "https://public.example"
@@ -818,3 +819,20 @@ async def test_twiml_that_loops_is_given_up_after_a_bound() -> None:
 
     assert report.errors == ("more than 10 TwiML requests after the webhook",)
     assert len(app.webhooks) == 11
+
+
+@pytest.mark.asyncio
+async def test_requests_fail_over_to_a_server_that_answers() -> None:
+    answers = {
+        "/voice": connect_twiml("/voice/after-stream", "1"),
+        "/voice/after-stream": "<Response><Hangup/></Response>",
+    }
+    dead = f"http://127.0.0.1:{free_port()}"
+    async with FakeVoicebridge(close_after_a_mark, twiml=answers) as app:
+        report = await simulate_call(
+            dead, failover=[app.base_url], media_interval=0, realtime_playback=False, timeout=5
+        )
+
+    assert report.errors == ()
+    assert [hook.path for hook in app.webhooks] == ["/voice", "/voice/after-stream"]
+    assert len(report.streams) == 1 and report.path[-1] == "hangup"
