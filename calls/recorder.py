@@ -66,6 +66,19 @@ class CallRecorder:
         """Queue a call end; the future resolves once it is written."""
         return self._queue(self._ended, record)
 
+    @property
+    def waiting(self) -> int:
+        """How many records are queued or kept, not yet written."""
+        return self._kept
+
+    async def flushed(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for every queued record to be written; whether it was."""
+        writer = self._writer
+        if writer is None or writer.done():
+            return True
+        done, _ = await asyncio.wait([writer], timeout=timeout)
+        return bool(done)
+
     def _queue(self, pending: list, record: object) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()

@@ -12,9 +12,14 @@ from collections.abc import Awaitable, Callable
 
 from django.conf import settings
 
+from calls.recorder import recorder
+
 logger = logging.getLogger(__name__)
 
 HandOver = Callable[[], Awaitable[None]]
+
+# How long a stopping worker waits for its queued call records (the database may be down).
+RECORD_FLUSH_SECONDS = 10.0
 
 _open: set[HandOver] = set()
 _hooked = False
@@ -53,6 +58,13 @@ async def drain(seconds: float) -> None:
     while _open and loop.time() < deadline:
         await asyncio.sleep(0.1)
     await hand_over_open_calls()
+    await _write_records()
+
+
+async def _write_records() -> None:
+    """Give the call records still queued a moment to reach the database before the exit."""
+    if not await recorder().flushed(RECORD_FLUSH_SECONDS):
+        logger.error("stopping with %d call record(s) not written", recorder().waiting)
 
 
 async def hand_over_open_calls() -> None:
@@ -83,8 +95,12 @@ def _hook_server_shutdown() -> None:
 
     signal.signal(signal.SIGTERM, on_sigterm)
 
+    async def on_shutdown_async() -> None:
+        await hand_over_open_calls()
+        await _write_records()
+
     def on_shutdown() -> defer.Deferred[None]:
-        return defer.Deferred.fromFuture(asyncio.ensure_future(hand_over_open_calls()))
+        return defer.Deferred.fromFuture(asyncio.ensure_future(on_shutdown_async()))
 
     reactor.addSystemEventTrigger("before", "shutdown", on_shutdown)
 

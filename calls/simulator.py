@@ -791,8 +791,8 @@ class _Call:
                 response = await self.client.request(
                     method, _on_server(server, url), data=data, headers=headers, timeout=timeout
                 )
-            except httpx.ConnectError as exc:
-                # Like a load balancer: a server that refuses connections is skipped.
+            except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError) as exc:
+                # Like a load balancer: a server that refuses or drops connections is skipped.
                 failure = exc
                 continue
             except httpx.HTTPError as exc:

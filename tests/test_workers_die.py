@@ -55,11 +55,15 @@ async def test_a_call_whose_worker_is_killed_goes_on_on_another(
         deepgram.hold()
         killed = asyncio.Event()
 
+        def kill() -> None:
+            first.process.kill()
+            deepgram.release()
+
         def on_event(name: str, message: dict) -> None:
+            # Mid-greeting, once the call's row is written.
             if name == "media" and not killed.is_set():
                 killed.set()
-                first.process.kill()
-                deepgram.release()
+                asyncio.get_running_loop().call_later(0.3, kill)
 
         report = await simulate_call(
             first.url,
@@ -76,7 +80,7 @@ async def test_a_call_whose_worker_is_killed_goes_on_on_another(
     # The greeting starts again in the new stream, on the live worker.
     assert resumed.heard_bytes == len(GREETING)
     assert resumed.marks == ("greeting-end",)
-    assert call_row(db, report.call_sid) == ("completed", 2)
+    assert call_row(db, report.call_sid) == ("completed", 2), logs
 
 
 async def test_a_worker_told_to_stop_drains_then_hands_its_calls_over(
@@ -113,4 +117,4 @@ async def test_a_worker_told_to_stop_drains_then_hands_its_calls_over(
     assert "handing 1 open call(s) over to another worker" in first.log()
     assert resumed.heard_bytes == len(GREETING)
     assert first.process.returncode is not None
-    assert call_row(db, report.call_sid) == ("completed", 2)
+    assert call_row(db, report.call_sid) == ("completed", 2), logs
