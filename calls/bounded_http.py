@@ -1,4 +1,4 @@
-"""daphne's HTTP connections, bounded: oversized bodies are refused unread, slow requests cut off."""
+"""daphne's HTTP connections, bounded: oversized bodies refused unread, slow requests cut off."""
 
 from __future__ import annotations
 
