@@ -15,6 +15,9 @@ from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
+# As in production (the README's daphne command line).
+HTTP_APPLICATION_TIMEOUT = 30
+
 
 class ServerError(RuntimeError):
     """The server process could not be started."""
@@ -83,6 +86,9 @@ def running_daphne(
                 "127.0.0.1",
                 "-p",
                 str(port),
+                # Seconds the application may take to answer an HTTP request before daphne's 503.
+                "--http-timeout",
+                str(HTTP_APPLICATION_TIMEOUT),
                 application,
             ],
             cwd=PROJECT_DIR,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from calls import api, views
+from calls import api, health, views
 
 app_name = "calls"
 
@@ -14,4 +14,6 @@ urlpatterns = [
     path("api/calls/<str:call_sid>/say", api.say, name="api-say"),
     path("api/calls/<str:call_sid>/clear", api.clear, name="api-clear"),
     path("api/calls/<str:call_sid>/hangup", api.hangup, name="api-hangup"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
 ]

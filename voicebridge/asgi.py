@@ -15,7 +15,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from calls import deepgram_io  # noqa: E402
+from calls import bounded_http, deepgram_io  # noqa: E402
 from calls.malloc import cap_arenas  # noqa: E402
 from calls.routing import websocket_urlpatterns  # noqa: E402
 from calls.signatures import announce_policy  # noqa: E402
@@ -29,6 +29,9 @@ application = ProtocolTypeRouter(
 )
 
 announce_policy()
+
+# Request bodies and slow requests are bounded where daphne reads them, before Django sees them.
+bounded_http.install()
 
 # Before the first thread but the main one starts.
 cap_arenas(settings.MALLOC_ARENA_MAX)

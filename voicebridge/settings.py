@@ -230,3 +230,15 @@ DRAIN_SECONDS = float(os.environ.get("DRAIN_SECONDS", "25"))
 MAX_STREAM_RESUMES = int(os.environ.get("MAX_STREAM_RESUMES", "3"))
 # Bearer token for the live-call control API (/api/calls/...); the API is off while it is empty.
 VOICEBRIDGE_API_TOKEN = os.environ.get("VOICEBRIDGE_API_TOKEN", "")
+
+# Bounds on HTTP requests, held as daphne reads them (calls/bounded_http.py). A body over
+# MAX_REQUEST_BODY_BYTES (under /admin/, Django's DATA_UPLOAD_MAX_MEMORY_SIZE) is refused with
+# 413 unread; a request whose head and body have not all arrived HTTP_REQUEST_READ_TIMEOUT
+# seconds after its first byte gets 408; a connection idle HTTP_IDLE_TIMEOUT seconds is closed.
+MAX_REQUEST_BODY_BYTES = int(os.environ.get("MAX_REQUEST_BODY_BYTES", str(64 * 1024)))
+HTTP_REQUEST_READ_TIMEOUT = float(os.environ.get("HTTP_REQUEST_READ_TIMEOUT", "10"))
+HTTP_IDLE_TIMEOUT = float(os.environ.get("HTTP_IDLE_TIMEOUT", "10"))
+# /readyz answers 503 when a dependency has not answered within this many seconds.
+READINESS_CHECK_TIMEOUT = float(os.environ.get("READINESS_CHECK_TIMEOUT", "1.5"))
+# Load balancers probe the health views over plain HTTP; redirecting them to HTTPS fails the probe.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
