@@ -28,7 +28,7 @@ async def test_healthz_answers_ok(client: AsyncClient) -> None:
     assert response.json() == {"status": "ok"}
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 async def test_readyz_names_every_check_when_all_answer(client: AsyncClient) -> None:
     response = await client.get("/readyz")
     assert response.status_code == 200
@@ -43,7 +43,7 @@ async def test_readyz_names_every_check_when_all_answer(client: AsyncClient) -> 
     }
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 async def test_readyz_is_unavailable_while_draining(
     client: AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -61,7 +61,7 @@ def test_first_webhook_of_a_process_sweeps_once(
     assert Call.objects.get(call_sid="CAold2").status == Call.Status.IN_PROGRESS
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 async def test_the_sweep_finishes_calls_no_worker_holds() -> None:
     from asgiref.sync import sync_to_async
 
