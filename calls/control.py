@@ -172,7 +172,9 @@ async def _send(call_sid: str, message: dict[str, Any]) -> None:
         raise CallNotLive(call_sid)
     layer = _layer()
     try:
-        reply_to = await layer.new_channel("call-reply")
+        # The layer's default prefix: channels_redis reads one process-wide queue per prefix,
+        # under one lock, and a reply under another prefix waits behind the consumers' reads.
+        reply_to = await layer.new_channel()
         await layer.send(where.channel, {**message, "reply_to": reply_to})
         async with asyncio.timeout(REPLY_SECONDS):
             answer = await layer.receive(reply_to)
