@@ -71,9 +71,6 @@ def command(name: str) -> Callable[[Command], View]:
             except control.TooMuchQueued as exc:
                 return _answer(429, error=str(exc))
             except control.ControlUnavailable as exc:
-                logger.warning(
-                    "call %s: %s refused, live control unavailable: %s", call_sid, name, exc
-                )
                 response = _answer(503, error=str(exc))
                 response["Retry-After"] = "1"
                 return response

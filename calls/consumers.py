@@ -309,6 +309,9 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     async def call_say(self, event: dict[str, Any]) -> None:
         """Speak text sent through calls.control to this call, after what is queued."""
+        # Its sender answered 503 already: carrying it out now would make that a lie.
+        if control.expired(event):
+            return
         refusal = self._say_refusal(event)
         if refusal is not None:
             await control.reply(event.get("reply_to"), refusal)
@@ -337,6 +340,8 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     async def call_clear(self, event: dict[str, Any]) -> None:
         """Stop the speech playing now and drop what is queued, as calls.control asked."""
+        if control.expired(event):
+            return
         if not self._controllable("clear"):
             await control.reply(event.get("reply_to"), _ENDED)
             return
@@ -348,6 +353,8 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     async def call_hangup(self, event: dict[str, Any]) -> None:
         """End the call once queued speech has played, as calls.control asked."""
+        if control.expired(event):
+            return
         if not self._controllable("hangup"):
             await control.reply(event.get("reply_to"), _ENDED)
             return

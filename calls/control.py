@@ -4,6 +4,7 @@ channel layer straight to the consumer holding the call, which answers whether i
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -154,6 +155,13 @@ def hangup(call_sid: str) -> None:
     async_to_sync(ahangup)(call_sid)
 
 
+def expired(message: dict[str, Any]) -> bool:
+    """Whether the command's sender may have stopped waiting for it (and told its caller 503)."""
+    sent_at = message.get("sent_at")
+    # Half the sender's wait: the other half is for the reply to travel back.
+    return isinstance(sent_at, float) and time.time() - sent_at > REPLY_SECONDS / 2
+
+
 async def reply(reply_to: str | None, answer: Reply) -> None:
     """Answer a command's sender (the consumer's side); a sender gone or unreachable is ignored."""
     if not reply_to:
@@ -175,7 +183,7 @@ async def _send(call_sid: str, message: dict[str, Any]) -> None:
         # The layer's default prefix: channels_redis reads one process-wide queue per prefix,
         # under one lock, and a reply under another prefix waits behind the consumers' reads.
         reply_to = await layer.new_channel()
-        await layer.send(where.channel, {**message, "reply_to": reply_to})
+        await layer.send(where.channel, {**message, "reply_to": reply_to, "sent_at": time.time()})
         async with asyncio.timeout(REPLY_SECONDS):
             answer = await layer.receive(reply_to)
     except ChannelFull:
@@ -184,7 +192,9 @@ async def _send(call_sid: str, message: dict[str, Any]) -> None:
         # The call may have ended as the command left.
         if (await _whereabouts(call_sid)).channel is None:
             raise CallEnded(f"call {call_sid} has ended") from None
-        raise ControlUnavailable(f"call {call_sid} did not answer in time") from None
+        raise ControlUnavailable(
+            f"call {call_sid} did not confirm the command in time (it may yet be carried out)"
+        ) from None
     except UNREACHABLE:
         raise ControlUnavailable("the channel layer (Redis) is unreachable") from None
     _raise_for(Reply(answer.get("verdict", "invalid"), answer.get("error", "")), call_sid)

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 # What an unreachable or stalled Redis raises; any other error is a bug and propagates.
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 FIRST_RETRY_SECONDS = 0.1
-LAST_RETRY_SECONDS = 2.0
+LAST_RETRY_SECONDS = 1.0
 
 
 class ResilientRedisChannelLayer(RedisChannelLayer):

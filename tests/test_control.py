@@ -213,7 +213,7 @@ async def test_a_call_that_does_not_answer_is_unavailable(monkeypatch: pytest.Mo
     layer = get_channel_layer()
     await live.announce(frames.CALL_SID, await layer.new_channel("nobody"))
     try:
-        with pytest.raises(control.ControlUnavailable, match="did not answer"):
+        with pytest.raises(control.ControlUnavailable, match="did not confirm"):
             await control.aclear(frames.CALL_SID)
     finally:
         await live.withdraw(frames.CALL_SID)
