@@ -66,6 +66,14 @@ def command(name: str) -> Callable[[Command], View]:
                 return _answer(400, error=str(exc))
             except control.CallNotLive as exc:
                 return _answer(404, error=str(exc))
+            except control.CallEnded as exc:
+                return _answer(409, error=str(exc))
+            except control.TooMuchQueued as exc:
+                return _answer(429, error=str(exc))
+            except control.ControlUnavailable as exc:
+                response = _answer(503, error=str(exc))
+                response["Retry-After"] = "1"
+                return response
             logger.info("call %s: %s accepted from the control API", call_sid, name)
             return _answer(202, call_sid=call_sid, command=name, status="accepted")
 

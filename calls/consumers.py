@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -15,7 +16,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from calls import live, next_step, services, shutdown, stale
+from calls import control, live, next_step, services, shutdown, stale
 from calls.log_limits import LogLimiter
 from calls.models import Call, Greeting
 from calls.playback import Outcome, Player, Utterance
@@ -363,21 +364,30 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     async def call_say(self, event: dict[str, Any]) -> None:
         """Speak text sent through calls.control to this call, after what is queued."""
-        if not self._controllable("say"):
+        # Its sender answered 503 already: carrying it out now would make that a lie.
+        if control.expired(event):
+            return
+        refusal = self._say_refusal(event)
+        if refusal is not None:
+            await control.reply(event.get("reply_to"), refusal)
             return
         assert self.player is not None and self.start is not None
+        text = event["text"]
         if event.get("interrupt"):
             await self.player.interrupt()
+            self._speech_budget.clear()
         voice = event.get("voice") or await self._call_voice()
         self.said += 1
         mark = f"{SAY_MARK_PREFIX}{self.said}"
-        self.player.say(Utterance(voice, event["text"], mark))
-        logger.info("call %s: saying %d characters as %s", self._sid, len(event["text"]), mark)
+        self.player.say(Utterance(voice, text, mark))
+        self._speech_budget.add(self.said, text)
+        await control.reply(event.get("reply_to"), control.Reply("accepted"))
+        logger.info("call %s: saying %d characters as %s", self._sid, len(text), mark)
         if self._call_row is not None:
             await asyncio.gather(asyncio.shield(self._call_row), return_exceptions=True)
         await database_sync_to_async(services.utterance_record)(
             call_sid=self.start.call_sid,
-            text=event["text"],
+            text=text,
             voice=voice,
             mark=mark,
             interrupt=bool(event.get("interrupt")),
@@ -385,16 +395,27 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     async def call_clear(self, event: dict[str, Any]) -> None:
         """Stop the speech playing now and drop what is queued, as calls.control asked."""
-        if self._controllable("clear"):
-            assert self.player is not None
-            if await self.player.interrupt():
-                logger.info("call %s: speech cleared on request", self._sid)
+        if control.expired(event):
+            return
+        if not self._controllable("clear"):
+            await control.reply(event.get("reply_to"), _ENDED)
+            return
+        assert self.player is not None
+        self._speech_budget.clear()
+        await control.reply(event.get("reply_to"), control.Reply("accepted"))
+        if await self.player.interrupt():
+            logger.info("call %s: speech cleared on request", self._sid)
 
     async def call_hangup(self, event: dict[str, Any]) -> None:
         """End the call once queued speech has played, as calls.control asked."""
-        if self._controllable("hangup"):
-            # Waiting here would stall this consumer's loop, and with it the mark echoes.
-            self._hangup_task = asyncio.get_running_loop().create_task(self._hang_up())
+        if control.expired(event):
+            return
+        if not self._controllable("hangup"):
+            await control.reply(event.get("reply_to"), _ENDED)
+            return
+        # Waiting here would stall this consumer's loop, and with it the mark echoes.
+        self._hangup_task = asyncio.get_running_loop().create_task(self._hang_up())
+        await control.reply(event.get("reply_to"), control.Reply("accepted"))
 
     async def _hang_up(self) -> None:
         assert self.player is not None
@@ -405,7 +426,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     def _controllable(self, action: str) -> bool:
         if self.player is None or self._call_row is None or self._hangup_task is not None:
-            self._warn_once(f"late-{action}", f"{action} after the call ended or hung up: ignored")
+            self._log.warning("late-command", "%s after the call ended or hung up: refused", action)
             return False
         return True
 
@@ -421,10 +442,9 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         return greeting
 
     async def _stay_live(self, call_sid: str) -> None:
-        """Join the call's group and announce it live (refreshed with this worker's others)."""
+        """Announce the call live on this consumer's channel, refreshed with the worker's others."""
         try:
-            await self.channel_layer.group_add(live.group_name(call_sid), self.channel_name)
-            await live.announce(call_sid)
+            await live.announce(call_sid, self.channel_name)
         except Exception:
             # The call itself goes on; only its live control is lost.
             logger.warning("call %s: live control unavailable", call_sid, exc_info=True)
@@ -440,20 +460,38 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             return
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        results = await asyncio.gather(
-            live.withdraw(call_sid),
-            self.channel_layer.group_discard(live.group_name(call_sid), self.channel_name),
-            return_exceptions=True,
-        )
-        if any(isinstance(result, Exception) for result in results):
-            logger.warning("call %s: could not withdraw from live control: %s", call_sid, results)
+        try:
+            await live.withdraw(call_sid)
+        except Exception:
+            logger.warning("call %s: could not withdraw from live control", call_sid, exc_info=True)
 
     @property
     def _sid(self) -> str:
         return self.start.call_sid if self.start is not None else "(before start)"
 
-    def _warn_once(self, kind: str, message: str) -> None:
-        self._log.warning(kind, "%s", message)
+    def _say_refusal(self, event: dict[str, Any]) -> control.Reply | None:
+        """Why this call cannot take the `say` in `event` now, or None."""
+        if not self._controllable("say"):
+            return _ENDED
+        try:
+            text = control.check_text(event.get("text"))
+        except control.InvalidCommand as exc:
+            return control.Reply("invalid", str(exc))
+        if event.get("interrupt"):
+            return None
+        budget = self._speech_budget
+        assert self.player is not None
+        if not self.player.busy:
+            budget.clear()
+        else:
+            budget.played_through(_last_said(self.player.played_marks))
+        refusal = budget.refusal(text)
+        return control.Reply("busy", refusal) if refusal is not None else None
+
+    @cached_property
+    def _speech_budget(self) -> control.SpeechBudget:
+        """What this call has queued to say and not yet heard."""
+        return control.SpeechBudget()
 
 
 @dataclass(frozen=True)
@@ -502,6 +540,17 @@ async def _settled(record: asyncio.Future[None]) -> None:
     await asyncio.wait([record], timeout=RECORD_WAIT_SECONDS)
     if record.done() and not record.cancelled():
         record.exception()
+
+
+_ENDED = control.Reply("ended", "the call is hanging up or has ended")
+
+
+def _last_said(marks: list[str]) -> int:
+    """The number of the latest `say` whose mark was played, or 0."""
+    for mark in reversed(marks):
+        if mark.startswith(SAY_MARK_PREFIX):
+            return int(mark.removeprefix(SAY_MARK_PREFIX))
+    return 0
 
 
 def _greeting_or_default(greeting_id: int | None) -> Greeting:

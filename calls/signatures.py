@@ -12,10 +12,11 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core import signing
 from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.http import HttpRequest
 from twilio.request_validator import RequestValidator
 
-from calls.cache_calls import cache_call, runs_inline
+from calls.cache_calls import CacheUnavailable, cache_call, runs_inline
 from calls.endpoints import public_origin
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,10 @@ REFUSALS: dict[str, str] = {
     "no-token": "TWILIO_AUTH_TOKEN is not set and DEBUG is off, so no Twilio traffic is accepted",
     "bad-signature": f"missing or invalid {SIGNATURE_HEADER}",
 }
+
+
+# Tokens claimed while the shared cache was unreachable.
+_claimed_here = LocMemCache("calls.stream-tokens", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
 
 
 class StreamTokenError(Exception):
@@ -124,7 +129,16 @@ def check_stream_token(call_sid: str, parameters: Mapping[str, str]) -> str:
 async def claim_stream_token(key: str) -> None:
     """Use a checked token up; a second `start` with it is a replay."""
     # One use across every worker: the shared cache (Redis when REDIS_URL is set) decides.
-    if not await cache_call("default", "add", key, 1, STREAM_TOKEN_MAX_AGE):
+    try:
+        unused = await cache_call("default", "add", key, 1, STREAM_TOKEN_MAX_AGE)
+    except CacheUnavailable:
+        # New calls are still answered while Redis is down: a replay to this worker is
+        # still refused, one to another worker is not until Redis returns.
+        unused = _claimed_here.add(key, 1, STREAM_TOKEN_MAX_AGE)
+    else:
+        # Claimed here while Redis was down: used, whatever Redis remembers now.
+        unused = unused and key not in _claimed_here
+    if not unused:
         raise StreamTokenError(TOKEN_USED)
 
 

@@ -20,7 +20,7 @@ from asgiref.sync import async_to_sync
 from django.core.cache import caches
 
 from calls import deepgram_io
-from calls.cache_calls import cache_call, runs_inline
+from calls.cache_calls import CacheUnavailable, cache_call, runs_inline
 from calls.per_loop import PerLoop
 from calls.tts import MAX_TEXT_CHARS, TTSError, get_tts
 
@@ -259,7 +259,11 @@ _opening: PerLoop[dict[str, asyncio.Task[Speech]]] = PerLoop(dict)
 
 
 async def _shared_get(key: str) -> bytes | None:
-    return await cache_call(CACHE_ALIAS, "get", key)
+    # A shared cache that is down is a miss: the speech comes from Deepgram instead.
+    try:
+        return await cache_call(CACHE_ALIAS, "get", key)
+    except CacheUnavailable:
+        return None
 
 
 async def _from_shared(key: str) -> bytes | None:
@@ -274,7 +278,9 @@ def _kept(key: str, audio: bytes | None) -> bytes | None:
 
 
 async def _shared_set(key: str, audio: bytes) -> None:
-    await cache_call(CACHE_ALIAS, "set", key, audio, None)
+    # Kept in this process' memory already; the cache's outage was logged when it began.
+    with contextlib.suppress(CacheUnavailable):
+        await cache_call(CACHE_ALIAS, "set", key, audio, None)
 
 
 async def open_cached(key: str) -> Speech | None:

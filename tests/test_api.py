@@ -6,7 +6,7 @@ import pytest
 from django.core.cache import caches
 from django.test import AsyncClient
 
-from calls import live
+from calls import control, live
 from calls.fake_deepgram import FakeDeepgram, fake_audio
 from calls.models import CallUtterance
 from tests import frames
@@ -72,6 +72,9 @@ async def test_only_post_is_allowed(async_client: AsyncClient) -> None:
         {"text": "Hi", "voice": ["aura-asteria-en"]},
         {"text": "Hi", "interupt": True},
         {"text": "Hi", "interrupt": "yes"},
+        # What the call's record cannot store: PostgreSQL refuses NUL, UTF-8 lone surrogates.
+        {"text": "Table\u0000ready"},
+        {"text": "Table \ud800 ready"},
     ],
 )
 async def test_unusable_say_bodies_are_400(async_client: AsyncClient, body: object) -> None:
@@ -132,3 +135,26 @@ async def test_say_clear_and_hangup_reach_the_live_call(
     await communicator.disconnect()
     texts = [u.text async for u in CallUtterance.objects.filter(call__call_sid=frames.CALL_SID)]
     assert texts == ["Your table is ready.", "One more thing.", "Sorry, wrong table."]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+async def test_after_hangup_commands_are_409_and_past_the_queue_bound_429(
+    async_client: AsyncClient, deepgram: FakeDeepgram
+) -> None:
+    deepgram.hold()
+    communicator = await open_live_stream()
+    assert (await receive(communicator))["event"] == "media"
+    for n in range(control.MAX_QUEUED_SAYS):
+        response = await post(async_client, f"{URL}/say", {"text": f"Item {n}."}, **authorized())
+        assert response.status_code == 202
+    response = await post(async_client, f"{URL}/say", {"text": "One more."}, **authorized())
+    assert response.status_code == 429
+    assert "already queued" in response.json()["error"]
+
+    assert (await post(async_client, f"{URL}/hangup", **authorized())).status_code == 202
+    for command, body in (("say", {"text": "Still there?"}), ("clear", None), ("hangup", None)):
+        response = await post(async_client, f"{URL}/{command}", body, **authorized())
+        assert response.status_code == 409
+        assert "hanging up or has ended" in response.json()["error"]
+    await communicator.disconnect()
+    deepgram.release()

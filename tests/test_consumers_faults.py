@@ -41,7 +41,8 @@ async def test_a_failing_handler_is_logged_once_and_the_call_goes_on(
     layer = get_channel_layer()
     with caplog.at_level(logging.INFO, logger="calls"):
         for _ in range(3):
-            await layer.group_send(live.group_name(frames.CALL_SID), {"type": "call.nonsense"})
+            channel = (await live.whereabouts(frames.CALL_SID)).channel
+            await layer.send(channel, {"type": "call.nonsense"})
         await asyncio.sleep(0.2)
         deepgram.release()
         await greeting_heard(communicator)

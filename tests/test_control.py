@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from channels.layers import get_channel_layer
 from django.core.cache import caches
 
 from calls import control, live
@@ -110,29 +113,134 @@ async def test_hangup_lets_queued_speech_play_then_closes(deepgram: FakeDeepgram
     assert not await live.is_live(frames.CALL_SID)
 
 
-async def test_a_call_that_is_not_live_refuses_commands(deepgram: FakeDeepgram) -> None:
+async def test_a_call_no_worker_ever_held_is_not_live() -> None:
+    for command in (control.aclear, control.ahangup):
+        with pytest.raises(control.CallNotLive):
+            await command(frames.CALL_SID)
     with pytest.raises(control.CallNotLive):
         await control.asay(frames.CALL_SID, TABLE_READY)
+
+
+async def test_a_call_that_ended_refuses_commands(deepgram: FakeDeepgram) -> None:
     communicator = await open_live_stream()
     await audio_until_mark(communicator)
     await hang_up(communicator)
     for command in (control.aclear, control.ahangup):
-        with pytest.raises(control.CallNotLive):
+        with pytest.raises(control.CallEnded):
             await command(frames.CALL_SID)
+    with pytest.raises(control.CallEnded):
+        await control.asay(frames.CALL_SID, TABLE_READY)
+
+
+async def test_say_and_clear_after_hangup_are_refused(deepgram: FakeDeepgram) -> None:
+    deepgram.hold()
+    communicator = await open_live_stream()
+    await control.ahangup(frames.CALL_SID)
+    # The hang-up waits for the greeting; the call takes nothing more meanwhile.
+    for command in (control.aclear, control.ahangup):
+        with pytest.raises(control.CallEnded):
+            await command(frames.CALL_SID)
+    with pytest.raises(control.CallEnded):
+        await control.asay(frames.CALL_SID, TABLE_READY)
+    deepgram.release()
+    assert await audio_until_mark(communicator) == (GREETING_AUDIO, "greeting-end")
+    await played(communicator, "greeting-end")
+    assert (await communicator.receive_output(timeout=5))["type"] == "websocket.close"
+    await communicator.disconnect()
+    assert await utterances() == []
+
+
+async def test_speech_past_the_calls_queue_bound_is_refused(deepgram: FakeDeepgram) -> None:
+    deepgram.hold()
+    communicator = await open_live_stream()
+    assert (await receive(communicator))["event"] == "media"
+    for n in range(control.MAX_QUEUED_SAYS):
+        await control.asay(frames.CALL_SID, f"Item {n}.")
+    with pytest.raises(control.TooMuchQueued, match="utterances are already queued"):
+        await control.asay(frames.CALL_SID, "One too many.")
+    await control.aclear(frames.CALL_SID)
+    assert (await receive(communicator))["event"] == "clear"
+    await control.asay(frames.CALL_SID, "x" * control.MAX_QUEUED_CHARS)
+    with pytest.raises(control.TooMuchQueued, match="characters are already queued"):
+        await control.asay(frames.CALL_SID, "And this.")
+    deepgram.release()
+    assert (await audio_until_mark(communicator))[1] == f"say-{control.MAX_QUEUED_SAYS + 1}"
+    await hang_up(communicator)
+    assert len(await utterances()) == control.MAX_QUEUED_SAYS + 1
+
+
+async def test_a_burst_of_says_is_spoken_or_refused_never_dropped(deepgram: FakeDeepgram) -> None:
+    deepgram.hold()
+    communicator = await open_live_stream()
+    burst = 1000
+    results = await asyncio.gather(
+        *(control.asay(frames.CALL_SID, f"Number {n}.") for n in range(burst)),
+        return_exceptions=True,
+    )
+    accepted = [r for r in results if r is None]
+    refused = [
+        r for r in results if isinstance(r, control.TooMuchQueued | control.ControlUnavailable)
+    ]
+    assert len(accepted) + len(refused) == burst, {type(r) for r in results}
+    assert len(accepted) == control.MAX_QUEUED_SAYS
+    deepgram.release()
+    assert (await audio_until_mark(communicator))[1] == "greeting-end"
+    marks = [(await audio_until_mark(communicator))[1] for _ in accepted]
+    assert marks == [f"say-{n}" for n in range(1, len(accepted) + 1)]
+    await hang_up(communicator)
+    assert len(await utterances()) == len(accepted)
+
+
+@pytest.mark.parametrize("text", ["Table\x00 ready", "Table \ud800 ready"])
+async def test_text_the_database_cannot_store_is_refused_and_the_call_goes_on(
+    deepgram: FakeDeepgram, text: str
+) -> None:
+    communicator = await open_live_stream()
+    with pytest.raises(control.InvalidCommand):
+        await control.asay(frames.CALL_SID, text)
+    # Sent past the check (an older worker, say), the call itself refuses it.
+    reply = await command_to_consumer({"type": "call.say", "text": text, "voice": None})
+    assert reply["verdict"] == "invalid"
+    await control.asay(frames.CALL_SID, TABLE_READY)
+    assert await audio_until_mark(communicator) == (GREETING_AUDIO, "greeting-end")
+    assert (await audio_until_mark(communicator))[1] == "say-1"
+    await hang_up(communicator)
+    assert [u.text for u in await utterances()] == [TABLE_READY]
+
+
+async def test_a_call_that_does_not_answer_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(control, "REPLY_SECONDS", 0.2)
+    layer = get_channel_layer()
+    await live.announce(frames.CALL_SID, await layer.new_channel("nobody"))
+    try:
+        with pytest.raises(control.ControlUnavailable, match="did not confirm"):
+            await control.aclear(frames.CALL_SID)
+    finally:
+        await live.withdraw(frames.CALL_SID)
+
+
+async def command_to_consumer(message: dict[str, object]) -> dict:
+    """Send a raw command to the call's consumer and return its reply."""
+    layer = get_channel_layer()
+    where = await live.whereabouts(frames.CALL_SID)
+    reply_to = await layer.new_channel("test-reply")
+    await layer.send(where.channel, {**message, "reply_to": reply_to})
+    async with asyncio.timeout(5):
+        return await layer.receive(reply_to)
 
 
 @pytest.mark.parametrize(
     ("text", "voice", "interrupt"),
-    [("", None, False), ("   ", None, False), ("Hi", "not-a-voice", False), ("Hi", None, "yes")],
+    [
+        ("", None, False),
+        ("   ", None, False),
+        ("Hi", "not-a-voice", False),
+        ("Hi", None, "yes"),
+        ("x" * (control.MAX_SAY_CHARS + 1), None, False),
+    ],
 )
 async def test_unusable_say_is_refused_before_sending(
     text: str, voice: str | None, interrupt: bool
 ) -> None:
     with pytest.raises(control.InvalidCommand):
         await control.asay(frames.CALL_SID, text, voice, interrupt=interrupt)
-
-
-def test_group_names_are_valid_for_any_call_sid() -> None:
-    assert live.group_name("CA0123abc") == "call.CA0123abc"
-    odd = live.group_name("CA with spaces/and ünïcode" * 10)
-    assert odd.startswith("call.h") and len(odd) < 100 and odd.isascii()

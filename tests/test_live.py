@@ -8,6 +8,10 @@ import pytest
 from django.core.cache import caches
 
 from calls import live
+from calls.cache_calls import CacheUnavailable
+from calls.devserver import free_port
+
+CHANNEL = "specific.inmemory!abc"
 
 
 @pytest.fixture(autouse=True)
@@ -15,22 +19,26 @@ def empty_presence_cache() -> None:
     caches[live.CACHE_ALIAS].clear()
 
 
-async def test_announced_calls_are_live_until_withdrawn() -> None:
-    await live.announce("CA1")
-    await live.announce("CA2")
-    assert await live.is_live("CA1")
+async def test_announced_calls_are_live_on_their_channel_until_withdrawn() -> None:
+    await live.announce("CA1", CHANNEL)
+    await live.announce("CA2", CHANNEL + "2")
+    assert await live.whereabouts("CA1") == live.Whereabouts(CHANNEL)
     assert live.live_among(["CA1", "CA2", "CA3"]) == {"CA1", "CA2"}
     await live.withdraw("CA1")
     assert not await live.is_live("CA1")
+    assert await live.whereabouts("CA1") == live.Whereabouts(None, ended=True)
+    assert await live.whereabouts("CA3") == live.Whereabouts(None)
+    assert live.live_among(["CA1", "CA2"]) == {"CA2"}
     await live.withdraw("CA2")
 
 
 async def test_one_task_keeps_every_live_call_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(live, "REFRESH_SECONDS", 0.05)
-    await live.announce("CA1")
-    await live.announce("CA2")
-    # The key expired (a dead worker's would) but this worker still holds the call.
-    caches[live.CACHE_ALIAS].delete_many(["live-call:call.CA1", "live-call:call.CA2"])
+    monkeypatch.setattr(live, "RETRY_SECONDS", 0.01)
+    await live.announce("CA1", CHANNEL)
+    await live.announce("CA2", CHANNEL)
+    # The keys expired (a dead worker's would, or Redis restarted) but this worker holds the calls.
+    caches[live.CACHE_ALIAS].clear()
     await asyncio.sleep(0.2)
     assert live.live_among(["CA1", "CA2"]) == {"CA1", "CA2"}
     await live.withdraw("CA1")
@@ -39,10 +47,11 @@ async def test_one_task_keeps_every_live_call_fresh(monkeypatch: pytest.MonkeyPa
     assert live.live_among(["CA1", "CA2"]) == set()
 
 
-def test_group_names_are_safe_for_any_call_sid() -> None:
-    assert live.group_name("CA123") == "call.CA123"
-    odd = live.group_name("CA with spaces/and*stars")
-    assert odd.startswith("call.h") and len(odd) < 100
+async def test_odd_call_sids_are_tracked_too() -> None:
+    odd = "CA with spaces/and ünïcode" * 10
+    await live.announce(odd, CHANNEL)
+    assert live.live_among([odd, "CA1"]) == {odd}
+    await live.withdraw(odd)
 
 
 async def test_hundreds_of_calls_on_one_worker_all_stay_live() -> None:
@@ -50,7 +59,21 @@ async def test_hundreds_of_calls_on_one_worker_all_stay_live() -> None:
     sids = [f"CA{n}" for n in range(400)]
     for sid in sids:
         caches[live.CACHE_ALIAS].add(f"calls:stream-token:{sid}", 1, 120)
-        await live.announce(sid)
+        await live.announce(sid, CHANNEL)
     assert live.live_among(sids) == set(sids)
     for sid in sids:
         await live.withdraw(sid)
+
+
+def test_live_among_raises_when_the_cache_cannot_be_read(settings) -> None:  # noqa: ANN001
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Nothing listens there: a Redis that is down.
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+            "OPTIONS": {"socket_connect_timeout": 0.5},
+        },
+    }
+    with pytest.raises(CacheUnavailable):
+        live.live_among(["CA1"])

@@ -71,7 +71,7 @@ async def test_the_sweep_finishes_calls_no_worker_holds() -> None:
     abandoned = await create("CAabandoned", timedelta(minutes=3))
     held = await create("CAheld", timedelta(minutes=3))
     young = await create("CAyoung", timedelta(seconds=5))
-    await live.announce("CAheld")
+    await live.announce("CAheld", "specific.test!held")
     try:
         assert await sync_to_async(stale.finish_abandoned_calls)() == 1
     finally:

@@ -127,27 +127,56 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
+# Commands queued for one call's consumer before a sender is told the call is too busy: above
+# what a call may have queued (calls.control), so the call's own refusal is what callers see.
+CHANNEL_CAPACITY = int(os.environ.get("CHANNEL_CAPACITY", "200"))
+
 if REDIS_URL:
+    # redis-py gives up on a socket read after 5 s by default, exactly as long as channels_redis
+    # blocks in BZPOPMIN: a quiet call's receive timed out and closed the call. Reads may take
+    # that long and more; connecting must be quick, or a down Redis stalls every call.
+    REDIS_CONNECT_TIMEOUT = float(os.environ.get("REDIS_CONNECT_TIMEOUT", "0.5"))
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "BACKEND": "calls.layers.ResilientRedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 15.0,
+                        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+                    }
+                ],
+                "capacity": CHANNEL_CAPACITY,
+            },
         }
+    }
+    # Cache reads and writes answer in milliseconds; past a second Redis counts as down.
+    _redis_cache_options = {
+        "socket_timeout": float(os.environ.get("REDIS_CACHE_TIMEOUT", "1.0")),
+        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
     }
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
+            "OPTIONS": _redis_cache_options,
         },
         "speech": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "speech",
             "TIMEOUT": None,
+            "OPTIONS": _redis_cache_options,
         },
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": CHANNEL_CAPACITY},
+        }
+    }
     # Without Redis, rendered speech lives in files: every worker process on the host shares it
     # and it survives restarts, so Deepgram is asked once per (voice, text).
     CACHES = {
