@@ -45,11 +45,19 @@ def free_port() -> int:
 
 
 def server_env(overrides: Mapping[str, str]) -> dict[str, str]:
-    """Return the environment for a server process: this one's, the overrides on top."""
-    env = dict(os.environ)
+    """Return the environment for a server process: this one's without voicebridge's settings
+    (the developer's own, or a `.env`), then the overrides."""
+    env = {k: v for k, v in os.environ.items() if k not in _settings_variables()}
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    env["ENV_FILE"] = ""
     env.update(overrides)
     return env
+
+
+def _settings_variables() -> set[str]:
+    """Every variable voicebridge's settings read: the ones `.env.example` lists."""
+    lines = (line.strip() for line in (PROJECT_DIR / ".env.example").read_text().splitlines())
+    return {line.partition("=")[0] for line in lines if line and not line.startswith("#")}
 
 
 def migrate(env: Mapping[str, str]) -> None:

@@ -18,9 +18,9 @@ def main(args: list[str]) -> int:
         return 0
     # pytest-django creates and drops test_<name>; a random name keeps concurrent runs apart.
     url = backing.database_url(f"voicebridge_{secrets.token_hex(4)}")
-    print(f"PostgreSQL pass: the database tests again with DATABASE_URL={url}", flush=True)
+    print(f"PostgreSQL pass: the database tests again on {url}", flush=True)
     command = [sys.executable, "-m", "pytest", "-m", "django_db", *args]
-    return subprocess.call(command, env={**os.environ, "DATABASE_URL": url})
+    return subprocess.call(command, env={**os.environ, "TEST_DATABASE_URL": url})
 
 
 if __name__ == "__main__":

@@ -28,8 +28,8 @@ CHROMIUM_ARGS = [
 
 if not CHROMIUM.exists():
     pytest.skip(
-        f"browser tests need Chromium at {CHROMIUM}: `make test` installs it with apt-get "
-        "(apt-get install chromium) when it runs as root",
+        f"browser tests need Chromium at {CHROMIUM} (Debian: apt-get install chromium; "
+        "CI installs it)",
         allow_module_level=True,
     )
 

@@ -31,7 +31,7 @@ def read_settings(expression: str, **env: str) -> object:
         "DATABASE_CONNECT_TIMEOUT",
         "MALLOC_ARENA_MAX",
     }
-    base = {k: v for k, v in os.environ.items() if k not in read}
+    base = {k: v for k, v in os.environ.items() if k not in read} | {"ENV_FILE": ""}
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=PROJECT_DIR,
@@ -90,3 +90,39 @@ def test_sqlite_has_no_pool(url: str) -> None:
 def test_malloc_arenas_are_capped_at_two_unless_told() -> None:
     assert read_settings("MALLOC_ARENA_MAX") == 2
     assert read_settings("MALLOC_ARENA_MAX", MALLOC_ARENA_MAX="0") == 0
+
+
+def test_a_dotenv_file_is_read_and_the_environment_wins(tmp_path) -> None:  # noqa: ANN001
+    env_file = tmp_path / ".env"
+    env_file.write_text("STALE_CALL_SECONDS=77\nPUBLIC_URL=https://from-the-file.example\n")
+    read = read_settings(
+        "PUBLIC_URL + ' ' + str(s.STALE_CALL_SECONDS)",
+        ENV_FILE=str(env_file),
+        PUBLIC_URL="https://from-the-environment.example",
+    )
+    assert read == "https://from-the-environment.example 77"
+
+
+def test_manage_py_reads_the_same_dotenv_file(tmp_path) -> None:  # noqa: ANN001
+    env_file = tmp_path / ".env"
+    env_file.write_text("DEEPGRAM_API_KEY=key-from-the-file\n")
+    script = "from django.conf import settings; print(settings.DEEPGRAM_API_KEY)"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DEEPGRAM_API_KEY", "DJANGO_SETTINGS_MODULE"}
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script],
+        cwd=PROJECT_DIR,
+        env={**env, "ENV_FILE": str(env_file), "DEBUG": "true"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip().splitlines()[-1] == "key-from-the-file"
+
+
+def test_a_relative_speech_cache_folder_is_in_the_project_folder() -> None:
+    location = read_settings("CACHES['speech']['LOCATION']", SPEECH_CACHE_DIR="cache-here")
+    assert location == str(PROJECT_DIR / "cache-here")

@@ -6,8 +6,15 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# One `.env` in the project folder, read alike by `make run`, manage.py and daphne; variables set
+# in the environment win. ENV_FILE names another file, or none when it is empty.
+ENV_FILE = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
+if ENV_FILE:
+    load_dotenv(ENV_FILE, override=False)
 
 
 def env_bool(name: str, default: bool = False) -> bool:
@@ -188,7 +195,8 @@ else:
         },
         "speech": {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": os.environ.get("SPEECH_CACHE_DIR") or str(BASE_DIR / "speech-cache"),
+            # A relative folder is in the project folder, wherever the server was started.
+            "LOCATION": str(BASE_DIR / os.environ.get("SPEECH_CACHE_DIR", "speech-cache")),
             "TIMEOUT": None,
             "OPTIONS": {"MAX_ENTRIES": 1000},
         },
