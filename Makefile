@@ -1,4 +1,4 @@
-# voicebridge: make run · make test · make check · make bench (each creates .venv when missing)
+# voicebridge: make run · make demo · make test · make check · make bench (each creates .venv when missing)
 
 PYTHON ?= python3
 VENV := .venv
@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test check lint bench
+.PHONY: run demo test check lint bench
 
 # Settings come from the environment and from .env, which voicebridge's settings read themselves.
 # Without a .env, a local server runs with DEBUG on unless the environment says otherwise.
@@ -26,6 +26,10 @@ run: $(VENV)/.runtime
 	$(LOCAL) $(BIN)/python manage.py migrate --noinput
 	$(LOCAL) $(BIN)/python manage.py collectstatic --noinput -v 0
 	$(LOCAL) $(BIN)/daphne -b $(HOST) -p $(PORT) --http-timeout 30 voicebridge.asgi:application
+
+# A server beside the fake Deepgram, with one call placed: try it with no key and no phone.
+demo: $(VENV)/.dev
+	$(BIN)/python -m devtools.demo
 
 # The whole suite on SQLite, then the database tests again on PostgreSQL when it answers.
 test: $(VENV)/.dev
