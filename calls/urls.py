@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from django.urls import path
 
-from calls import api, health, views
+from calls import api, health, home, views
 
 app_name = "calls"
 
 urlpatterns = [
+    path("", home.page, name="home"),
     path("voice", views.voice, name="voice"),
     path("voice/after-stream", views.after_stream, name="after-stream"),
     path("api/calls/<str:call_sid>/say", api.say, name="api-say"),
