@@ -12,7 +12,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from bench.floor import serve
-from calls.twilio import is_start, mark_message, media_message
+from calls.twilio.protocol import is_start, mark_message, media_message
 
 # About as long as the benchmark's greeting (10 ms of audio per character), in voicebridge's
 # pieces of at most one second.

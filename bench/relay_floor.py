@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.floor import serve
-from calls.twilio import is_start, media_message
+from calls.twilio.protocol import is_start, media_message
 
 # The fake Deepgram this floor asks, set by the benchmark for the daphne it starts.
 DEEPGRAM_URL_VARIABLE = "BENCH_RELAY_DEEPGRAM_URL"

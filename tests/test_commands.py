@@ -14,10 +14,10 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from calls.audio import mulaw_to_pcm16
-from calls.devserver import PROJECT_DIR, RunningServer, free_port
-from calls.fake_deepgram import FakeDeepgram, fake_audio, running_in_thread
-from tests.live import manage, running_bridge
+from calls.speech.audio import mulaw_to_pcm16
+from devtools.devserver import PROJECT_DIR, RunningServer, free_port
+from devtools.fake_deepgram import FakeDeepgram, fake_audio, running_in_thread
+from tests.bridge import manage, running_bridge
 
 KEY = "right-key"
 

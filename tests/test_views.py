@@ -11,9 +11,9 @@ from django.db import OperationalError, connection
 from django.test import Client
 
 from calls.models import Greeting, PhoneNumber
-from calls.remembered_greetings import remembered
-from calls.services import FALLBACK_GREETING
-from calls.speech import speech_key
+from calls.records.queries import FALLBACK_GREETING
+from calls.records.remembered_greetings import remembered
+from calls.speech.text import speech_key
 
 pytestmark = pytest.mark.django_db
 

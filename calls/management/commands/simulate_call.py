@@ -12,8 +12,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from calls.audio import duration_seconds, wav_from_mulaw
-from calls.simulator import CallReport, simulate_call
+from calls.speech.audio import duration_seconds, wav_from_mulaw
+from calls.twilio.simulator import CallReport, simulate_call
 
 _PRESS = re.compile(r"^([0-9*#])@(\d+(?:\.\d+)?)$")
 
