@@ -16,6 +16,7 @@ import httpx
 
 from bench.callers import TWILIO_AUTH_TOKEN
 from bench.relay_floor import DEEPGRAM_URL_VARIABLE
+from calls.speech.voices import DEFAULT_VOICE
 from devtools.devserver import (
     PROJECT_DIR,
     RunningServer,
@@ -190,7 +191,7 @@ def save_greeting_in_admin(base_url: str, text: str) -> None:
                 "name": "Default",
                 "say_text": "",
                 "text": text,
-                "voice": "aura-asteria-en",
+                "voice": DEFAULT_VOICE,
                 "is_default": "on",
             },
         )

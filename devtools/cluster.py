@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from calls.twilio.protocol import GREETING_MARK
 from calls.twilio.simulator import CallReport, simulate_call
 from devtools import backing
 from devtools.devserver import RunningServer, migrate, running_daphne, server_env
@@ -108,7 +109,7 @@ async def call_controlled_elsewhere(
     def on_event(event: str, message: dict[str, Any]) -> None:
         if event == "media" and state["asked_at"] is not None and state["heard_at"] is None:
             state["heard_at"] = loop.time()
-        elif event == "mark" and message["mark"]["name"] == "greeting-end":
+        elif event == "mark" and message["mark"]["name"] == GREETING_MARK:
             tasks.append(loop.create_task(command("say", {"text": text})))
         elif event == "mark" and message["mark"]["name"] == "say-1":
             tasks.append(loop.create_task(command("hangup")))

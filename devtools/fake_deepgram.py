@@ -20,6 +20,8 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from calls.speech.voices import DEFAULT_VOICE
+
 __all__ = [
     "FakeDeepgram",
     "SpeakRequest",
@@ -33,7 +35,7 @@ logger = logging.getLogger(__name__)
 MAX_TEXT_CHARS = 2000
 MAX_BODY_BYTES = 2_000_000
 BYTES_PER_SECOND = 8000
-DEFAULT_MODEL = "aura-asteria-en"
+DEFAULT_MODEL = DEFAULT_VOICE
 MODEL_PATTERN = re.compile(r"aura-(2-)?[a-z]+-[a-z]{2}")
 
 _BYTES_PER_CHAR = 80

@@ -11,13 +11,14 @@ from django.db.models import F
 from django.utils import timezone
 
 from calls.models import Call, CallUtterance, Greeting, PhoneNumber
+from calls.speech.voices import DEFAULT_VOICE
 
 # What a caller hears when no greeting exists at all (the data migration creates this one).
 FALLBACK_GREETING = Greeting(
     name="Default",
     say_text="This call may be monitored or recorded.",
     text="Hello, how are you today?",
-    voice="aura-asteria-en",
+    voice=DEFAULT_VOICE,
     is_default=True,
 )
 

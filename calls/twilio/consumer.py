@@ -26,7 +26,9 @@ from calls.speech.player import Outcome, Player, Utterance
 from calls.speech.synthesis import Speech, open_keyed, open_now
 from calls.twilio import next_step
 from calls.twilio.protocol import (
+    GREETING_MARK,
     MAX_FRAME_CHARS,
+    SAY_MARK_PREFIX,
     Connected,
     Dtmf,
     Event,
@@ -56,9 +58,6 @@ logger = logging.getLogger(__name__)
 # How long the call's end waits for its records before the stream closes anyway: with the
 # database down they are kept and written later, and the caller must not wait for that.
 RECORD_WAIT_SECONDS = 3.0
-
-GREETING_MARK = "greeting-end"
-SAY_MARK_PREFIX = "say-"
 
 
 class MediaStreamConsumer(AsyncWebsocketConsumer):

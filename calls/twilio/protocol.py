@@ -12,6 +12,9 @@ from typing import Any
 
 # Twilio never documents a frame size; its frames are ~300 bytes, so this is generous.
 MAX_FRAME_CHARS = 64 * 1024
+# The marks we send after speech, so Twilio tells us when it has played.
+GREETING_MARK = "greeting-end"
+SAY_MARK_PREFIX = "say-"
 
 _SID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Twilio serialises "event" first; a frame shaped otherwise still parses, only more slowly.

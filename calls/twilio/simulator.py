@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from websockets.protocol import State
 
 from calls.speech.audio import MULAW_SILENCE, SAMPLE_RATE
+from calls.twilio.protocol import GREETING_MARK
 
 __all__ = ["CallReport", "StreamReport", "simulate_call", "twilio_signature"]
 
@@ -906,7 +907,7 @@ async def simulate_call(
     voice_path: str = "/voice",
     dtmf: Sequence[tuple[float, str]] = (),
     hang_up_after: float | None = None,
-    until_mark: str | None = "greeting-end",
+    until_mark: str | None = GREETING_MARK,
     timeout: float = 30.0,
     media_interval: float = 0.02,
     realtime_playback: bool = True,

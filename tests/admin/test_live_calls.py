@@ -9,6 +9,7 @@ from django.test import AsyncClient
 
 from calls.live import presence
 from calls.models import Call
+from calls.twilio.protocol import GREETING_MARK
 from devtools.fake_deepgram import FakeDeepgram, fake_audio
 from tests import frames
 from tests.streams import audio_until_mark, hang_up, open_live_stream, played, receive
@@ -44,7 +45,7 @@ async def test_live_calls_are_listed_and_controlled(
 ) -> None:
     communicator = await open_live_stream()
     await audio_until_mark(communicator)
-    await played(communicator, "greeting-end")
+    await played(communicator, GREETING_MARK)
     page = await admin_client.get(LIVE_URL)
     assert frames.CALL_SID.encode() in page.content
 

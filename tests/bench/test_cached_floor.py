@@ -8,6 +8,7 @@ import json
 from channels.testing import WebsocketCommunicator
 
 from bench import cached_floor
+from calls.twilio.protocol import GREETING_MARK
 from tests import frames
 
 
@@ -25,7 +26,7 @@ async def test_a_start_is_answered_with_the_held_audio_and_a_mark() -> None:
         assert len(piece) <= cached_floor.PIECE_BYTES
         audio += piece
     assert audio == cached_floor.AUDIO
-    assert message == {"event": "mark", "streamSid": stream_sid, "mark": {"name": "greeting-end"}}
+    assert message == {"event": "mark", "streamSid": stream_sid, "mark": {"name": GREETING_MARK}}
     # Caller audio is dropped.
     await communicator.send_to(text_data=frames.media())
     assert await communicator.receive_nothing(timeout=0.1)

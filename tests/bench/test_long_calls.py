@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from calls.records.queries import FALLBACK_GREETING
+from calls.twilio.protocol import GREETING_MARK
 from calls.twilio.simulator import CallReport, simulate_call
 from devtools.cluster import Cluster, missing_servers, running_cluster
 from devtools.fake_deepgram import fake_audio, running_in_thread
@@ -18,7 +20,7 @@ pytestmark = pytest.mark.e2e
 CALLS = 6
 # Far past every 5-second timeout in the Redis path (socket reads, BZPOPMIN).
 HOLD_SECONDS = 60.0
-GREETING = fake_audio("aura-asteria-en", "Hello, how are you today?")
+GREETING = fake_audio(FALLBACK_GREETING.voice, FALLBACK_GREETING.text)
 TABLE_READY = "Your table is ready."
 
 
@@ -55,7 +57,7 @@ class HeldCall:
         )
 
     def _on_event(self, event: str, message: dict) -> None:
-        if event == "mark" and message["mark"]["name"] == "greeting-end":
+        if event == "mark" and message["mark"]["name"] == GREETING_MARK:
             self.greeted.set()
         elif event == "mark" and message["mark"]["name"] == "say-1":
             self.said.set()
@@ -90,7 +92,7 @@ async def test_calls_held_a_minute_stay_connected_and_hear_the_other_workers_say
     reports = await asyncio.gather(*(call.report() for call in calls))
     for report in reports:
         assert not report.errors, (report.errors, cluster.logs()[-4000:])
-        assert report.marks == ("greeting-end", "say-1")
+        assert report.marks == (GREETING_MARK, "say-1")
         assert report.audio == GREETING + fake_audio("aura-asteria-en", TABLE_READY)
         # Closed by the server on the hang-up, not by an error (1011).
         assert report.close_code == 1000

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from calls.records.queries import FALLBACK_GREETING
+from calls.twilio.protocol import GREETING_MARK
 from calls.twilio.simulator import simulate_call
 from devtools.devserver import RunningServer
 from devtools.fake_deepgram import FakeDeepgram, fake_audio, running_in_thread
@@ -49,10 +51,10 @@ async def test_a_call_hears_exactly_what_deepgram_streamed(
 
     report = await simulate_call(server.url, realtime_playback=False, on_event=on_event)
     assert report.ok, (report.errors, server.log())
-    assert report.say == ("This call may be monitored or recorded.",)
+    assert report.say == (FALLBACK_GREETING.say_text,)
     assert report.stream_url == f"ws://127.0.0.1:{server.port}/twilio"
-    assert report.audio == fake_audio("aura-asteria-en", "Hello, how are you today?")
-    assert report.marks == ("greeting-end",)
+    assert report.audio == fake_audio(FALLBACK_GREETING.voice, FALLBACK_GREETING.text)
+    assert report.marks == (GREETING_MARK,)
     assert released == [True]
     assert report.media_messages > 1
     assert [r.model for r in deepgram.requests] == ["aura-asteria-en"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from calls.records.queries import FALLBACK_GREETING
 from devtools.devserver import RunningServer
 from devtools.fake_deepgram import FakeDeepgram, fake_audio, running_in_thread
 from tests.bridge import ADMIN_PASSWORD, ADMIN_USER, running_bridge
@@ -85,7 +86,7 @@ async def test_listen_plays_the_saved_greeting(
         "() => { const a = document.getElementById('greeting-audio');"
         " return {duration: a.duration, error: a.error && a.error.code, src: a.currentSrc}; }"
     )
-    expected = len(fake_audio("aura-asteria-en", "Hello, how are you today?")) / 8000
+    expected = len(fake_audio(FALLBACK_GREETING.voice, FALLBACK_GREETING.text)) / 8000
     assert state["error"] is None
     assert "/listen.wav?v=" in state["src"]
     assert state["duration"] == pytest.approx(expected, abs=0.01)

@@ -10,6 +10,8 @@ import psycopg
 import pytest
 from django.conf import settings
 
+from calls.records.queries import FALLBACK_GREETING
+from calls.twilio.protocol import GREETING_MARK
 from devtools.cluster import Cluster, call_controlled_elsewhere, missing_servers, running_cluster
 from devtools.fake_deepgram import fake_audio, running_in_thread
 
@@ -42,10 +44,10 @@ async def test_say_through_one_worker_reaches_a_call_on_another(
     assert not report.errors, (report.errors, running.logs())
     assert (call.say_status, call.hangup_status) == (202, 202), running.logs()
     assert report.audio == (
-        fake_audio("aura-asteria-en", "Hello, how are you today?")
+        fake_audio(FALLBACK_GREETING.voice, FALLBACK_GREETING.text)
         + fake_audio("aura-asteria-en", TABLE_READY)
     )
-    assert report.marks == ("greeting-end", "say-1")
+    assert report.marks == (GREETING_MARK, "say-1")
     # The server ended the stream, which ends the TwiML and with it the call.
     assert report.close_code == 1000
     assert call.say_to_audio is not None

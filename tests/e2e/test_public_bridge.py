@@ -15,6 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from calls.records.queries import FALLBACK_GREETING
 from calls.twilio.simulator import simulate_call, twilio_signature
 from devtools.devserver import RunningServer, migrate, running_daphne
 from devtools.fake_deepgram import FakeDeepgram, fake_audio, running_in_thread
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 TOKEN = "e2e-twilio-auth-token"
 PUBLIC = "https://public.example"
-GREETING = "Hello, how are you today?"
+GREETING = FALLBACK_GREETING.text
 
 
 @pytest.fixture(scope="module")

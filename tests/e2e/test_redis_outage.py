@@ -11,10 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from calls.records.queries import FALLBACK_GREETING
 from calls.server.cache_calls import CacheUnavailable, cache_call
 from calls.speech import synthesis
 from calls.speech.cache import CACHE_ALIAS
 from calls.speech.text import speech_key
+from calls.twilio.protocol import GREETING_MARK
 from calls.twilio.simulator import CallReport, simulate_call
 from devtools import backing
 from devtools.cluster import Cluster, running_cluster
@@ -133,7 +135,7 @@ async def test_calls_survive_redis_stopping_and_everything_recovers_when_it_retu
     first, second = cluster.workers
     held = [HeldCall(first.url), HeldCall(second.url)]
     for call in held:
-        await call.heard("greeting-end")
+        await call.heard(GREETING_MARK)
     headers = {"Authorization": f"Bearer {cluster.api_token}"}
     api = httpx.AsyncClient(base_url=second.url, headers=headers, timeout=10)
     other_api = httpx.AsyncClient(base_url=first.url, headers=headers, timeout=10)
@@ -157,7 +159,7 @@ async def test_calls_survive_redis_stopping_and_everything_recovers_when_it_retu
             first.url, auth_token=AUTH_TOKEN, realtime_playback=False, timeout=30
         )
         assert new_call.ok, (new_call.errors, cluster.logs()[-3000:])
-        assert new_call.audio == fake_audio("aura-asteria-en", "Hello, how are you today?")
+        assert new_call.audio == fake_audio(FALLBACK_GREETING.voice, FALLBACK_GREETING.text)
 
         for call in held:
             await call.heard("say-1")
@@ -189,7 +191,7 @@ async def test_calls_survive_redis_stopping_and_everything_recovers_when_it_retu
         assert not report.errors, (report.errors, cluster.logs()[-3000:])
         # A say answered 503 as Redis returned may have been spoken too: the one answered 202
         # is the last.
-        assert report.marks[:2] == ("greeting-end", "say-1")
+        assert report.marks[:2] == (GREETING_MARK, "say-1")
         assert report.marks[-1].startswith("say-") and len(report.marks) >= 3
         assert report.close_code == 1000
     for worker in cluster.workers:

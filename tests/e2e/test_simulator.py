@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
+from calls.records.queries import FALLBACK_GREETING
+from calls.twilio.protocol import GREETING_MARK
 from calls.twilio.simulator import simulate_call
 from devtools.devserver import RunningServer, migrate, running_daphne
 from devtools.fake_deepgram import FakeDeepgram, fake_audio, running_in_thread
@@ -19,7 +21,7 @@ pytestmark = pytest.mark.e2e
 API_TOKEN = "simulator-e2e-api-token"
 AUTH_TOKEN = "simulator-e2e-auth-token"
 PUBLIC = "https://public.example"
-GREETING = "Hello, how are you today?"
+GREETING = FALLBACK_GREETING.text
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +61,7 @@ class HangUpAfterGreeting:
     def on_event(self, event: str, message: dict[str, Any]) -> None:
         if event == "stream-started":
             self.call_sid = message["callSid"]
-        elif event == "mark" and message["mark"]["name"] == "greeting-end":
+        elif event == "mark" and message["mark"]["name"] == GREETING_MARK:
             self.tasks.append(asyncio.get_running_loop().create_task(self._hang_up()))
 
     async def _hang_up(self) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from calls.records.queries import FALLBACK_GREETING
+from calls.twilio.protocol import GREETING_MARK
 from calls.twilio.simulator import simulate_call
 from devtools.devserver import RunningServer, migrate, running_daphne
 from devtools.fake_deepgram import FakeDeepgram, fake_audio, running_in_thread
@@ -19,7 +21,7 @@ from tests.bridge import bridge_env
 
 pytestmark = pytest.mark.e2e
 
-GREETING = fake_audio("aura-asteria-en", "Hello, how are you today?")
+GREETING = fake_audio(FALLBACK_GREETING.voice, FALLBACK_GREETING.text)
 
 
 @pytest.fixture
@@ -79,7 +81,7 @@ async def test_a_call_whose_worker_is_killed_goes_on_on_another(
     assert broken.ended_by == "dropped"
     # The greeting starts again in the new stream, on the live worker.
     assert resumed.heard_bytes == len(GREETING)
-    assert resumed.marks == ("greeting-end",)
+    assert resumed.marks == (GREETING_MARK,)
     assert call_row(db, report.call_sid) == ("completed", 2), logs
 
 

@@ -8,6 +8,7 @@ from django.test import AsyncClient
 
 from calls.live import commands, presence
 from calls.models import CallUtterance
+from calls.twilio.protocol import GREETING_MARK
 from devtools.fake_deepgram import FakeDeepgram, fake_audio
 from tests import frames
 from tests.streams import audio_until_mark, open_live_stream, played, receive
@@ -98,7 +99,7 @@ async def test_say_clear_and_hangup_reach_the_live_call(
 ) -> None:
     communicator = await open_live_stream()
     await audio_until_mark(communicator)
-    await played(communicator, "greeting-end")
+    await played(communicator, GREETING_MARK)
 
     response = await post(
         async_client,

@@ -10,13 +10,15 @@ from django.core.cache import caches
 
 from calls.live import commands, presence
 from calls.models import Call, CallUtterance
+from calls.records.queries import FALLBACK_GREETING
+from calls.twilio.protocol import GREETING_MARK
 from devtools.fake_deepgram import FakeDeepgram, fake_audio
 from tests import frames
 from tests.streams import audio_until_mark, hang_up, open_live_stream, played, receive
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
-GREETING_AUDIO = fake_audio("aura-asteria-en", "Hello, how are you today?")
+GREETING_AUDIO = fake_audio(FALLBACK_GREETING.voice, FALLBACK_GREETING.text)
 TABLE_READY = "Your table is ready."
 
 
@@ -31,8 +33,8 @@ async def utterances() -> list[CallUtterance]:
 
 async def test_say_speaks_after_the_greeting_and_is_recorded(deepgram: FakeDeepgram) -> None:
     communicator = await open_live_stream()
-    assert await audio_until_mark(communicator) == (GREETING_AUDIO, "greeting-end")
-    await played(communicator, "greeting-end")
+    assert await audio_until_mark(communicator) == (GREETING_AUDIO, GREETING_MARK)
+    await played(communicator, GREETING_MARK)
 
     await commands.asay(frames.CALL_SID, TABLE_READY)
     audio, mark = await audio_until_mark(communicator)
@@ -56,7 +58,7 @@ async def test_say_while_the_greeting_plays_waits_for_it(deepgram: FakeDeepgram)
     communicator = await open_live_stream()
     await commands.asay(frames.CALL_SID, TABLE_READY, "aura-2-thalia-en")
     deepgram.release()
-    assert await audio_until_mark(communicator) == (GREETING_AUDIO, "greeting-end")
+    assert await audio_until_mark(communicator) == (GREETING_AUDIO, GREETING_MARK)
     assert await audio_until_mark(communicator) == (
         fake_audio("aura-2-thalia-en", TABLE_READY),
         "say-1",
@@ -97,9 +99,9 @@ async def test_hangup_lets_queued_speech_play_then_closes(deepgram: FakeDeepgram
     communicator = await open_live_stream()
     await commands.asay(frames.CALL_SID, TABLE_READY)
     await commands.ahangup(frames.CALL_SID)
-    assert await audio_until_mark(communicator) == (GREETING_AUDIO, "greeting-end")
+    assert await audio_until_mark(communicator) == (GREETING_AUDIO, GREETING_MARK)
     assert (await audio_until_mark(communicator))[1] == "say-1"
-    await played(communicator, "greeting-end")
+    await played(communicator, GREETING_MARK)
     # The last mark is not echoed yet: the caller is still hearing the speech.
     assert await communicator.receive_nothing(timeout=0.3)
     await played(communicator, "say-1")
@@ -143,8 +145,8 @@ async def test_say_and_clear_after_hangup_are_refused(deepgram: FakeDeepgram) ->
     with pytest.raises(commands.CallEnded):
         await commands.asay(frames.CALL_SID, TABLE_READY)
     deepgram.release()
-    assert await audio_until_mark(communicator) == (GREETING_AUDIO, "greeting-end")
-    await played(communicator, "greeting-end")
+    assert await audio_until_mark(communicator) == (GREETING_AUDIO, GREETING_MARK)
+    await played(communicator, GREETING_MARK)
     assert (await communicator.receive_output(timeout=5))["type"] == "websocket.close"
     await communicator.disconnect()
     assert await utterances() == []
@@ -184,7 +186,7 @@ async def test_a_burst_of_says_is_spoken_or_refused_never_dropped(deepgram: Fake
     assert len(accepted) + len(refused) == burst, {type(r) for r in results}
     assert len(accepted) == commands.MAX_QUEUED_SAYS
     deepgram.release()
-    assert (await audio_until_mark(communicator))[1] == "greeting-end"
+    assert (await audio_until_mark(communicator))[1] == GREETING_MARK
     marks = [(await audio_until_mark(communicator))[1] for _ in accepted]
     assert marks == [f"say-{n}" for n in range(1, len(accepted) + 1)]
     await hang_up(communicator)
@@ -202,7 +204,7 @@ async def test_text_the_database_cannot_store_is_refused_and_the_call_goes_on(
     reply = await command_to_consumer({"type": "call.say", "text": text, "voice": None})
     assert reply["verdict"] == "invalid"
     await commands.asay(frames.CALL_SID, TABLE_READY)
-    assert await audio_until_mark(communicator) == (GREETING_AUDIO, "greeting-end")
+    assert await audio_until_mark(communicator) == (GREETING_AUDIO, GREETING_MARK)
     assert (await audio_until_mark(communicator))[1] == "say-1"
     await hang_up(communicator)
     assert [u.text for u in await utterances()] == [TABLE_READY]

@@ -11,17 +11,18 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from calls.models import Call, Greeting
+from calls.records.queries import FALLBACK_GREETING
 from calls.speech.synthesis import open_cached, remember
 from calls.speech.text import speech_key
 from calls.twilio import consumer
-from calls.twilio.protocol import parse_event
+from calls.twilio.protocol import GREETING_MARK, parse_event
 from devtools.fake_deepgram import FakeDeepgram, fake_audio
 from tests import frames
 from voicebridge.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
-GREETING_AUDIO = fake_audio("aura-asteria-en", "Hello, how are you today?")
+GREETING_AUDIO = fake_audio(FALLBACK_GREETING.voice, FALLBACK_GREETING.text)
 
 
 async def open_stream(params: dict[str, str] | None = None) -> WebsocketCommunicator:
@@ -73,8 +74,8 @@ async def test_greeting_audio_arrives_exactly_then_a_mark(deepgram: FakeDeepgram
         await communicator.send_to(text_data=frames.media(n))
     audio, mark = await audio_until_mark(communicator)
     assert audio == GREETING_AUDIO
-    assert mark == "greeting-end"
-    await communicator.send_to(text_data=frames.mark("greeting-end"))
+    assert mark == GREETING_MARK
+    await communicator.send_to(text_data=frames.mark(GREETING_MARK))
     await hang_up(communicator)
 
     call = await call_row()
@@ -168,7 +169,7 @@ async def test_dtmf_interrupts_with_clear_and_stops_the_fetch(deepgram: FakeDeep
     deepgram.release()
     assert await communicator.receive_nothing(timeout=0.3)
     # The fetch stopped part-way, so no whole audio was ever cached.
-    assert await open_cached(speech_key("aura-asteria-en", "Hello, how are you today?")) is None
+    assert await open_cached(speech_key(FALLBACK_GREETING.voice, FALLBACK_GREETING.text)) is None
     await hang_up(communicator)
     call = await call_row()
     assert call.status == Call.Status.INTERRUPTED
@@ -179,7 +180,7 @@ async def test_dtmf_interrupts_with_clear_and_stops_the_fetch(deepgram: FakeDeep
 async def test_dtmf_after_the_greeting_played_sends_nothing(deepgram: FakeDeepgram) -> None:
     communicator = await open_stream()
     await audio_until_mark(communicator)
-    await communicator.send_to(text_data=frames.mark("greeting-end"))
+    await communicator.send_to(text_data=frames.mark(GREETING_MARK))
     await communicator.send_to(text_data=frames.dtmf("1"))
     assert await communicator.receive_nothing(timeout=0.3)
     await hang_up(communicator)

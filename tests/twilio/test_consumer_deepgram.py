@@ -12,6 +12,8 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from calls.models import Call, Greeting
+from calls.records.queries import FALLBACK_GREETING
+from calls.twilio.protocol import GREETING_MARK
 from devtools.devserver import free_port
 from devtools.fake_deepgram import FakeDeepgram, fake_audio
 from tests import frames
@@ -19,7 +21,7 @@ from voicebridge.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
-GREETING = "Hello, how are you today?"
+GREETING = FALLBACK_GREETING.text
 GREETING_AUDIO = fake_audio("aura-asteria-en", GREETING)
 
 
@@ -110,7 +112,7 @@ async def test_transient_errors_are_retried_before_the_first_byte(
     deepgram.fail(status, times=2)
     communicator = await call()
     audio, mark = await until_mark_or_close(communicator)
-    assert (audio, mark) == (GREETING_AUDIO, "greeting-end")
+    assert (audio, mark) == (GREETING_AUDIO, GREETING_MARK)
     await hang_up(communicator)
     assert len(deepgram.requests) == 3
     assert (await row()).status == Call.Status.COMPLETED
@@ -121,7 +123,7 @@ async def test_slow_first_byte_is_retried(deepgram: FakeDeepgram) -> None:
     deepgram.stall(30)
     communicator = await call()
     audio, mark = await until_mark_or_close(communicator)
-    assert (audio, mark) == (GREETING_AUDIO, "greeting-end")
+    assert (audio, mark) == (GREETING_AUDIO, GREETING_MARK)
     await hang_up(communicator)
     assert len(deepgram.requests) == 2
 
@@ -163,8 +165,8 @@ async def test_drop_mid_body_is_not_retried_and_ends_the_greeting_cleanly(
     audio, mark = await until_mark_or_close(communicator)
     # What arrived was played once, then the mark: no words twice, no silence forever.
     assert GREETING_AUDIO.startswith(audio) and 0 < len(audio) < len(GREETING_AUDIO)
-    assert mark == "greeting-end"
-    await communicator.send_to(text_data=frames.mark("greeting-end"))
+    assert mark == GREETING_MARK
+    await communicator.send_to(text_data=frames.mark(GREETING_MARK))
     await hang_up(communicator)
     assert len(deepgram.requests) == 1
     call_row = await row()
@@ -192,4 +194,4 @@ async def test_long_greeting_is_split_at_sentence_ends_and_spoken_in_order(
     assert all(len(piece) <= 2000 and piece.endswith(".") for piece in pieces)
     assert " ".join(pieces) == text
     assert audio == b"".join(fake_audio("aura-asteria-en", piece) for piece in pieces)
-    assert mark == "greeting-end"
+    assert mark == GREETING_MARK

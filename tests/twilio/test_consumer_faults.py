@@ -13,6 +13,7 @@ from channels.testing import WebsocketCommunicator
 
 from calls.live import presence
 from calls.models import Call
+from calls.twilio.protocol import GREETING_MARK
 from devtools.fake_deepgram import FakeDeepgram
 from tests import frames
 from tests.streams import open_live_stream
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 async def greeting_heard(communicator: WebsocketCommunicator) -> None:
     while (message := json.loads(await communicator.receive_from(timeout=5)))["event"] == "media":
         pass
-    assert message["mark"]["name"] == "greeting-end"
+    assert message["mark"]["name"] == GREETING_MARK
 
 
 async def hang_up(communicator: WebsocketCommunicator) -> None:
@@ -46,7 +47,7 @@ async def test_a_failing_handler_is_logged_once_and_the_call_goes_on(
         await asyncio.sleep(0.2)
         deepgram.release()
         await greeting_heard(communicator)
-        await communicator.send_to(text_data=frames.mark("greeting-end"))
+        await communicator.send_to(text_data=frames.mark(GREETING_MARK))
         await hang_up(communicator)
 
     faults = [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -94,7 +95,7 @@ async def test_a_flood_of_junk_writes_a_line_per_kind_and_keeps_nothing(
         for n in range(300):
             await communicator.send_to(text_data=json.dumps({"event": f"unknown-{n}"}))
             await communicator.send_to(text_data=frames.mark(f"{n}-" + "x" * 60_000))
-        await communicator.send_to(text_data=frames.mark("greeting-end"))
+        await communicator.send_to(text_data=frames.mark(GREETING_MARK))
         await hang_up(communicator)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2, warnings

@@ -11,6 +11,8 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from calls.models import Call
+from calls.records.queries import FALLBACK_GREETING
+from calls.twilio.protocol import GREETING_MARK
 from devtools.fake_deepgram import FakeDeepgram, fake_audio
 from tests import frames
 from voicebridge.asgi import application
@@ -55,7 +57,7 @@ BEFORE_START_CASES = {
     ),
     "oversized": Bad(OVERSIZED, "ignored", "over 65536"),
     "media-before-start": Bad(frames.media(1), "ignored", "media before start"),
-    "mark-before-start": Bad(frames.mark("greeting-end"), "ignored", "event before start"),
+    "mark-before-start": Bad(frames.mark(GREETING_MARK), "ignored", "event before start"),
     "dtmf-before-start": Bad(frames.dtmf("1"), "ignored", "event before start"),
     "stop-before-start": Bad(frames.stop(), "ignored", "event before start"),
     "start-without-callsid": Bad(start_without("callSid"), "closed", "callSid is missing"),
@@ -135,7 +137,7 @@ async def test_bad_input_during_a_call_is_ignored_and_the_call_goes_on(
     audio_left = 0
     while (message := json.loads(await communicator.receive_from(timeout=5)))["event"] == "media":
         audio_left += 1
-    assert message["mark"]["name"] == "greeting-end"
+    assert message["mark"]["name"] == GREETING_MARK
     await communicator.send_to(text_data=frames.stop())
     assert (await communicator.receive_output(timeout=5))["type"] == "websocket.close"
     await communicator.disconnect()
@@ -161,7 +163,7 @@ async def test_start_for_an_unknown_greeting_speaks_the_default(
         ] == "media":
             audio += base64.b64decode(message["media"]["payload"])
     await communicator.disconnect()
-    assert bytes(audio) == fake_audio("aura-asteria-en", "Hello, how are you today?")
+    assert bytes(audio) == fake_audio(FALLBACK_GREETING.voice, FALLBACK_GREETING.text)
     (record,) = reasons(caplog, "does not exist")
     assert "'4242'" in record.getMessage() and frames.CALL_SID in record.getMessage()
 

@@ -15,6 +15,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from calls.models import Call
+from calls.records.queries import FALLBACK_GREETING
 from calls.twilio import security
 from calls.twilio.simulator import twilio_signature
 from devtools.fake_deepgram import FakeDeepgram, fake_audio
@@ -287,7 +288,7 @@ async def test_signed_call_plays_the_greeting(signed: None, deepgram: FakeDeepgr
     audio = bytearray()
     while (message := json.loads(await communicator.receive_from(timeout=5)))["event"] == "media":
         audio += base64.b64decode(message["media"]["payload"])
-    assert bytes(audio) == fake_audio("aura-asteria-en", "Hello, how are you today?")
+    assert bytes(audio) == fake_audio(FALLBACK_GREETING.voice, FALLBACK_GREETING.text)
     await communicator.send_to(text_data=frames.stop())
     await communicator.receive_output(timeout=5)
     await communicator.disconnect()

@@ -19,6 +19,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from calls.twilio.protocol import GREETING_MARK
 from calls.twilio.simulator import CallReport, simulate_call, twilio_signature
 from devtools.devserver import free_port
 
@@ -272,7 +273,7 @@ async def test_happy_path() -> None:
     async def script(peer: Peer) -> None:
         sid = await peer.start()
         await peer.wait_for(lambda m: m["event"] == "media" and m["media"]["chunk"] == "3")
-        await peer.play(sid, chunks, "greeting-end")
+        await peer.play(sid, chunks, GREETING_MARK)
 
     async with FakeVoicebridge(script) as app:
         report = await simulate_call(
@@ -296,7 +297,7 @@ async def test_happy_path() -> None:
     assert report.heard == report.audio
     assert report.media_messages == 3
     assert report.first_audio_after is not None and 0 < report.first_audio_after < 1
-    assert report.marks == ("greeting-end",)
+    assert report.marks == (GREETING_MARK,)
     assert report.clears == 0
     assert report.close_code is None
     assert report.errors == ()
@@ -322,14 +323,14 @@ async def test_happy_path() -> None:
     assert stream.stream_sid == report.stream_sid
     assert (stream.heard_bytes, stream.marks, stream.ended_by) == (
         1200,
-        ("greeting-end",),
+        (GREETING_MARK,),
         "caller",
     )
     assert report.path == (
         "webhook POST /voice: HTTP 200",
         'say "Connecting you."',
         'say "Please hold."',
-        f"stream {report.stream_sid} 0.1 s of audio, marks greeting-end; the caller hung up"
+        f"stream {report.stream_sid} 0.1 s of audio, marks {GREETING_MARK}; the caller hung up"
         f" after {stream.seconds:.1f} s",
     )
 
@@ -389,7 +390,7 @@ async def test_happy_path() -> None:
             "event": "mark",
             "sequenceNumber": stream_messages(peer, "mark")[0]["sequenceNumber"],
             "streamSid": report.stream_sid,
-            "mark": {"name": "greeting-end"},
+            "mark": {"name": GREETING_MARK},
         }
     ]
     assert received[-1] == {
@@ -405,7 +406,7 @@ async def test_happy_path() -> None:
 async def test_signatures_verify_over_the_public_urls() -> None:
     async def script(peer: Peer) -> None:
         sid = await peer.start()
-        await peer.play(sid, [b"\x00" * 160], "greeting-end")
+        await peer.play(sid, [b"\x00" * 160], GREETING_MARK)
 
     async with FakeVoicebridge(script) as app:
         report = await simulate_call(
@@ -454,7 +455,7 @@ async def test_dtmf_then_clear_drops_unplayed_audio_from_heard() -> None:
         await peer.play(sid, [short], "first")
         await peer.wait_for(lambda m: m["event"] == "mark")
         timings["first_echo"] = peer.arrived[peer.events().index("mark")]
-        await peer.play(sid, [long], "greeting-end")
+        await peer.play(sid, [long], GREETING_MARK)
         await peer.wait_for(lambda m: m["event"] == "dtmf")
         await peer.send({"event": "clear", "streamSid": sid})
 
@@ -468,7 +469,7 @@ async def test_dtmf_then_clear_drops_unplayed_audio_from_heard() -> None:
     assert timings["first_echo"] - timings["first_sent"] >= 0.09
     assert report.audio == short + long
     assert report.clears == 1
-    assert report.marks == ("first", "greeting-end")
+    assert report.marks == ("first", GREETING_MARK)
     # About 0.15 s of the long utterance played before the key press and the clear.
     played = len(report.heard) - len(short)
     assert 0 < played < 4000
@@ -483,7 +484,7 @@ async def test_dtmf_then_clear_drops_unplayed_audio_from_heard() -> None:
         "sequenceNumber": dtmf["sequenceNumber"],
         "dtmf": {"track": "inbound_track", "digit": "7"},
     }
-    assert [m["mark"]["name"] for m in stream_messages(peer, "mark")] == ["first", "greeting-end"]
+    assert [m["mark"]["name"] for m in stream_messages(peer, "mark")] == ["first", GREETING_MARK]
     assert peer.events()[-3:] == ["dtmf", "mark", "stop"]
 
 
@@ -491,7 +492,7 @@ async def test_dtmf_then_clear_drops_unplayed_audio_from_heard() -> None:
 async def test_hang_up_cuts_off_audio_still_buffered() -> None:
     async def script(peer: Peer) -> None:
         sid = await peer.start()
-        await peer.play(sid, [b"\x03" * 8000], "greeting-end")
+        await peer.play(sid, [b"\x03" * 8000], GREETING_MARK)
 
     async with FakeVoicebridge(script) as app:
         report = await simulate_call(app.base_url, hang_up_after=0.2, media_interval=0, timeout=5)
@@ -520,7 +521,7 @@ async def test_protocol_violations_are_reported_and_ignored() -> None:
         await peer.send({**good, "streamSid": "MZ" + "f" * 32})
         await peer.send({**good, "media": {"payload": b64(b"RIFF\x24\x00\x00\x00WAVE")}})
         await peer.send(good)
-        await peer.send({"event": "mark", "streamSid": sid, "mark": {"name": "greeting-end"}})
+        await peer.send({"event": "mark", "streamSid": sid, "mark": {"name": GREETING_MARK}})
 
     async with FakeVoicebridge(script) as app:
         report = await simulate_call(
@@ -542,7 +543,7 @@ async def test_protocol_violations_are_reported_and_ignored() -> None:
     assert not report.ok
     assert report.audio == b"RIFF\x24\x00\x00\x00WAVE" + b"\x05" * 160
     assert report.media_messages == 2
-    assert report.marks == ("greeting-end",)
+    assert report.marks == (GREETING_MARK,)
     assert report.clears == 0
     assert app.peer.events()[-2:] == ["mark", "stop"]
 
@@ -696,7 +697,7 @@ async def test_a_connect_stream_answer_opens_a_second_stream_on_the_same_call() 
             await close_after_a_mark(peer)
         else:
             sid = await peer.start()
-            await peer.play(sid, [b"\x22" * 320], "greeting-end")
+            await peer.play(sid, [b"\x22" * 320], GREETING_MARK)
 
     answers = {
         "/voice": connect_twiml("/voice/after-stream", "1"),
@@ -718,7 +719,7 @@ async def test_a_connect_stream_answer_opens_a_second_stream_on_the_same_call() 
     assert (first.parameters, second.parameters) == ({"leg": "1"}, {"leg": "2"})
     assert (first.ended_by, second.ended_by) == ("server", "caller")
     assert report.audio == b"\x11" * 160 + b"\x22" * 320
-    assert report.marks == ("played", "greeting-end")
+    assert report.marks == ("played", GREETING_MARK)
     assert report.stream_sid == first.stream_sid and report.parameters == {"leg": "1"}
     assert report.close_code is None
     # The caller hung up on the second stream: its action is never requested.
