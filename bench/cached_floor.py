@@ -12,13 +12,12 @@ from collections.abc import Awaitable
 from typing import Any
 
 from bench.floor import serve
-from calls.twilio import is_start, mark_message, media_message
+from calls.twilio.protocol import GREETING_MARK, is_start, mark_message, media_message
 
 # About as long as the benchmark's greeting (10 ms of audio per character), in voicebridge's
 # pieces of at most one second.
 AUDIO = b"\xff" * 9800
 PIECE_BYTES = 8000
-MARK = "greeting-end"
 
 Send = Any
 
@@ -27,7 +26,7 @@ async def _greet(send: Send, stream_sid: str) -> None:
     for offset in range(0, len(AUDIO), PIECE_BYTES):
         audio = AUDIO[offset : offset + PIECE_BYTES]
         await send({"type": "websocket.send", "text": media_message(stream_sid, audio)})
-    await send({"type": "websocket.send", "text": mark_message(stream_sid, MARK)})
+    await send({"type": "websocket.send", "text": mark_message(stream_sid, GREETING_MARK)})
 
 
 def _on_text(text: str, send: Send) -> Awaitable[None] | None:

@@ -22,7 +22,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedOK, WebSocketException
 
-from calls.simulator import twilio_signature
+from calls.twilio.simulator import twilio_signature
 
 FRAME_SECONDS = 0.02
 # Twilio sends caller audio in 20 ms frames of 160 mu-law bytes; silence is 0xFF.

@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from calls.cluster import Cluster, call_controlled_elsewhere, missing_servers, running_cluster
-from calls.fake_deepgram import running_in_thread
+from devtools.cluster import Cluster, call_controlled_elsewhere, missing_servers, running_cluster
+from devtools.fake_deepgram import running_in_thread
 
 
 def run_control_roundtrip(*, calls: int = 10) -> dict[str, Any]:

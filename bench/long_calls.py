@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 
 from bench.report import Row, Spread, spread
-from calls.cluster import Cluster, missing_servers, running_cluster
-from calls.fake_deepgram import running_in_thread
-from calls.simulator import CallReport, simulate_call
+from calls.twilio.protocol import GREETING_MARK
+from calls.twilio.simulator import CallReport, simulate_call
+from devtools.cluster import Cluster, missing_servers, running_cluster
+from devtools.fake_deepgram import running_in_thread
 
-GREETING_MARK = "greeting-end"
 SAY_MARK = "say-1"
 ARRIVAL_SECONDS = 5.0
 # Time past the hold for the say, its audio and the hang-up before the caller gives up.

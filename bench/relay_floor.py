@@ -16,12 +16,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.floor import serve
-from calls.twilio import is_start, media_message
+from calls.speech.voices import DEFAULT_VOICE
+from calls.twilio.protocol import is_start, media_message
 
 # The fake Deepgram this floor asks, set by the benchmark for the daphne it starts.
 DEEPGRAM_URL_VARIABLE = "BENCH_RELAY_DEEPGRAM_URL"
 TEXT_PREFIX = "relay floor"
-_SPEAK = "/v1/speak?model=aura-asteria-en&encoding=mulaw&sample_rate=8000&container=none"
+_SPEAK = f"/v1/speak?model={DEFAULT_VOICE}&encoding=mulaw&sample_rate=8000&container=none"
 
 Send = Any
 

@@ -16,7 +16,8 @@ import httpx
 
 from bench.callers import TWILIO_AUTH_TOKEN
 from bench.relay_floor import DEEPGRAM_URL_VARIABLE
-from calls.devserver import (
+from calls.speech.voices import DEFAULT_VOICE
+from devtools.devserver import (
     PROJECT_DIR,
     RunningServer,
     free_port,
@@ -38,7 +39,7 @@ class BenchError(RuntimeError):
 
 @dataclass(frozen=True)
 class FakeDeepgramProcess:
-    """`python -m calls.fake_deepgram` in its own process, so its CPU is not the server's."""
+    """`python -m devtools.fake_deepgram` in its own process, so its CPU is not the server's."""
 
     url: str
     process: subprocess.Popen[str]
@@ -56,7 +57,7 @@ class FakeDeepgramProcess:
 def fake_deepgram(ttfb: float, speed: float) -> Iterator[FakeDeepgramProcess]:
     """Run the fake Deepgram CLI on 127.0.0.1 until the block ends."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "calls.fake_deepgram", "--port", "0"]
+        [sys.executable, "-m", "devtools.fake_deepgram", "--port", "0"]
         + ["--ttfb", str(ttfb), "--speed", str(speed)],
         cwd=PROJECT_DIR,
         stdout=subprocess.PIPE,
@@ -190,7 +191,7 @@ def save_greeting_in_admin(base_url: str, text: str) -> None:
                 "name": "Default",
                 "say_text": "",
                 "text": text,
-                "voice": "aura-asteria-en",
+                "voice": DEFAULT_VOICE,
                 "is_default": "on",
             },
         )

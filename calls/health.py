@@ -18,7 +18,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from calls import shutdown
+from calls.server import drain
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     timeout = settings.READINESS_CHECK_TIMEOUT
     outcomes = await asyncio.gather(*(_outcome(check, timeout) for check in CHECKS))
     checks = {check.name: outcome for check, outcome in zip(CHECKS, outcomes, strict=True)}
-    checks["accepting_calls"] = "draining" if shutdown.draining() else "ok"
+    checks["accepting_calls"] = "draining" if drain.draining() else "ok"
     failing = [name for name, outcome in checks.items() if outcome != "ok"]
     if failing:
         return JsonResponse(

@@ -8,7 +8,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from calls.endpoints import public_origin
+from calls.twilio.security import public_origin
 
 
 @require_GET

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
-from calls.voices import DEFAULT_VOICE, VOICE_CHOICES
+from calls.speech.voices import DEFAULT_VOICE, VOICE_CHOICES
 
 
 def validate_spoken_text(value: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import re_path
 
-from calls.consumers import MediaStreamConsumer
+from calls.twilio.consumer import MediaStreamConsumer
 
 # Twilio may sign and request the Stream URL with or without a trailing slash.
 websocket_urlpatterns = [

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.urls import path
 
-from calls import api, health, home, views
+from calls import health, home, views
+from calls.live import api
 
 app_name = "calls"
 

@@ -15,13 +15,21 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from calls import next_step, services
-from calls.endpoints import public_origin, stream_url
 from calls.models import Call, Greeting
-from calls.remembered_greetings import GreetingCopy, remembered
-from calls.signatures import REFUSALS, TOKEN_PARAMETER, accepted, check_webhook, issue_stream_token
-from calls.speech import remember
-from calls.stale import sweep_once
+from calls.records import queries
+from calls.records.remembered_greetings import GreetingCopy, remembered
+from calls.records.stale import sweep_once
+from calls.speech.synthesis import remember
+from calls.twilio import next_step
+from calls.twilio.security import (
+    REFUSALS,
+    TOKEN_PARAMETER,
+    accepted,
+    check_webhook,
+    issue_stream_token,
+    public_origin,
+    stream_url,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +65,7 @@ def voice(request: HttpRequest) -> HttpResponse:
     sweep_once()
     to = data.get("To", "")
     try:
-        greeting = remembered.remember(to, services.greeting_for_number(to))
+        greeting = remembered.remember(to, queries.greeting_for_number(to))
     except DatabaseError as exc:
         # Twilio waits 15 s and then plays its error: a copy from memory still greets the caller.
         greeting = remembered.recall(to)
@@ -83,7 +91,7 @@ def after_stream(request: HttpRequest) -> HttpResponse:
     if step == "hangup":
         return _end(request)
     try:
-        call = services.call_get(call_sid=call_sid)
+        call = queries.call_get(call_sid=call_sid)
     except DatabaseError as exc:
         logger.warning("call %s: its record could not be read: %s", call_sid, exc)
         call = None
@@ -152,9 +160,9 @@ def _named_greeting(request: HttpRequest) -> Greeting:
     """The greeting the action URL names, else the default one."""
     try:
         named = _count(request.GET.get("greeting", "")) or None
-        return services.greeting_get(greeting_id=named) or services.greeting_default()
+        return queries.greeting_get(greeting_id=named) or queries.greeting_default()
     except DatabaseError:
-        return services.FALLBACK_GREETING
+        return queries.FALLBACK_GREETING
 
 
 def _count(value: str) -> int:

@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from calls.devserver import PROJECT_DIR, migrate, running_daphne, server_env
-from calls.fake_deepgram import running_in_thread
-from calls.simulator import simulate_call
+from calls.twilio.simulator import simulate_call
+from devtools.devserver import PROJECT_DIR, migrate, running_daphne, server_env
+from devtools.fake_deepgram import running_in_thread
 
 DEMO_DIR = PROJECT_DIR / ".demo"
 ADMIN_USER = "demo"

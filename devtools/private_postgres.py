@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from calls.devserver import free_port
+from devtools.devserver import free_port
 
 # initdb and pg_ctl refuse to run as root; the server runs as this system user.
 SERVER_USER = "postgres"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from calls.devserver import free_port
+from devtools.devserver import free_port
 
 _START_TIMEOUT = 10.0
 

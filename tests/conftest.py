@@ -9,20 +9,21 @@ from asgiref.sync import SyncToAsync
 from django.core.cache import caches
 from django.db import connections
 
-from calls import deepgram_io, speech
-from calls.fake_deepgram import FakeDeepgram
-from calls.tts import close_connections
+from calls.speech import deepgram_io, synthesis
+from calls.speech.cache import CACHE_ALIAS, memory
+from calls.speech.deepgram import close_connections
+from devtools.fake_deepgram import FakeDeepgram
 
 
 @pytest.fixture(autouse=True)
 def empty_speech_caches() -> Iterator[None]:
-    speech.memory.clear()
-    speech._described.clear()
-    caches[speech.CACHE_ALIAS].clear()
+    memory.clear()
+    synthesis._described.clear()
+    caches[CACHE_ALIAS].clear()
     yield
-    speech.memory.clear()
-    speech._described.clear()
-    caches[speech.CACHE_ALIAS].clear()
+    memory.clear()
+    synthesis._described.clear()
+    caches[CACHE_ALIAS].clear()
 
 
 @pytest.fixture(autouse=True)

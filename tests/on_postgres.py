@@ -7,7 +7,7 @@ import secrets
 import subprocess
 import sys
 
-from calls import backing
+from devtools import backing
 
 
 def main(args: list[str]) -> int:

@@ -8,7 +8,7 @@ import json
 
 from channels.testing import WebsocketCommunicator
 
-from calls import live
+from calls.live import presence
 from tests import frames
 from voicebridge.asgi import application
 
@@ -21,7 +21,7 @@ async def open_live_stream(call_sid: str = frames.CALL_SID) -> WebsocketCommunic
     await communicator.send_to(text_data=frames.connected())
     await communicator.send_to(text_data=frames.start(call_sid=call_sid))
     async with asyncio.timeout(5):
-        while not await live.is_live(call_sid):
+        while not await presence.is_live(call_sid):
             await asyncio.sleep(0.01)
     return communicator
 

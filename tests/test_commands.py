@@ -14,10 +14,12 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from calls.audio import mulaw_to_pcm16
-from calls.devserver import PROJECT_DIR, RunningServer, free_port
-from calls.fake_deepgram import FakeDeepgram, fake_audio, running_in_thread
-from tests.live import manage, running_bridge
+from calls.records.queries import FALLBACK_GREETING
+from calls.speech.audio import mulaw_to_pcm16
+from calls.twilio.protocol import GREETING_MARK
+from devtools.devserver import PROJECT_DIR, RunningServer, free_port
+from devtools.fake_deepgram import FakeDeepgram, fake_audio, running_in_thread
+from tests.bridge import manage, running_bridge
 
 KEY = "right-key"
 
@@ -138,13 +140,13 @@ def test_simulate_call_reports_and_records_what_the_caller_heard(
 ) -> None:
     server, _, _ = bridge
     out, err = run("simulate_call", "--url", server.url, "--out", str(tmp_path / "heard.wav"))
-    audio = fake_audio("aura-asteria-en", "Hello, how are you today?")
+    audio = fake_audio(FALLBACK_GREETING.voice, FALLBACK_GREETING.text)
     assert pcm_of(tmp_path / "heard.wav") == mulaw_to_pcm16(audio)
     assert "TwiML        HTTP 200" in out
-    assert 'Say          "This call may be monitored or recorded."' in out
+    assert f'Say          "{FALLBACK_GREETING.say_text}"' in out
     assert "WebSocket    101" in out
     assert f"{len(audio) / 8000:.2f} s heard" in out
-    assert "marks        greeting-end" in out
+    assert f"marks        {GREETING_MARK}" in out
     assert "errors       none" in out
     assert f"OK: the call connected and the caller heard {len(audio) / 8000:.2f} s" in out
     assert "first audio arrived" in err

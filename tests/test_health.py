@@ -12,9 +12,9 @@ import httpx
 import pytest
 from django.test import AsyncClient
 
-from calls import shutdown
-from calls.devserver import migrate, running_daphne
-from tests.live import bridge_env
+from calls.server import drain
+from devtools.devserver import migrate, running_daphne
+from tests.bridge import bridge_env
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ async def test_readyz_names_every_check_when_all_answer(client: AsyncClient) -> 
 async def test_readyz_is_unavailable_while_draining(
     client: AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(shutdown, "_draining", True)
+    monkeypatch.setattr(drain, "_draining", True)
     response = await client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["failing"] == ["accepting_calls"]

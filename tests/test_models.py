@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from calls.models import Call, Greeting
+from calls.records.queries import FALLBACK_GREETING
 
 pytestmark = pytest.mark.django_db
 
@@ -16,9 +17,9 @@ pytestmark = pytest.mark.django_db
 def test_fresh_install_has_the_demo_greeting() -> None:
     greeting = Greeting.objects.get()
     assert greeting.is_default
-    assert greeting.text == "Hello, how are you today?"
-    assert greeting.voice == "aura-asteria-en"
-    assert greeting.say_text == "This call may be monitored or recorded."
+    assert greeting.text == FALLBACK_GREETING.text
+    assert greeting.voice == FALLBACK_GREETING.voice
+    assert greeting.say_text == FALLBACK_GREETING.say_text
 
 
 def test_marking_a_new_default_unmarks_the_old_one() -> None:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from calls.devserver import PROJECT_DIR
+from devtools.devserver import PROJECT_DIR
 
 POSTGRES = "postgres://voicebridge:secret@db.internal:5432/voicebridge"
 

@@ -11,9 +11,9 @@ from django.db import OperationalError, connection
 from django.test import Client
 
 from calls.models import Greeting, PhoneNumber
-from calls.remembered_greetings import remembered
-from calls.services import FALLBACK_GREETING
-from calls.speech import speech_key
+from calls.records.queries import FALLBACK_GREETING
+from calls.records.remembered_greetings import remembered
+from calls.speech.text import speech_key
 
 pytestmark = pytest.mark.django_db
 
@@ -27,13 +27,13 @@ def twiml(response) -> ET.Element:  # noqa: ANN001
 def test_default_install_says_notice_then_streams(client: Client) -> None:
     root = twiml(client.post("/voice", {"CallSid": "CA1", "From": "+1555", "To": "+1666"}))
     assert [child.tag for child in root] == ["Say", "Connect"]
-    assert root.find("Say").text == "This call may be monitored or recorded."
+    assert root.find("Say").text == FALLBACK_GREETING.say_text
     stream = root.find("Connect/Stream")
     assert stream.get("url") == "ws://testserver/twilio"
     params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
     greeting = Greeting.objects.get(is_default=True)
     assert params["greeting"] == str(greeting.pk)
-    assert params["speech"] == speech_key("aura-asteria-en", "Hello, how are you today?")
+    assert params["speech"] == speech_key(FALLBACK_GREETING.voice, FALLBACK_GREETING.text)
     assert params["from"] == "+1555"
     assert params["to"] == "+1666"
 

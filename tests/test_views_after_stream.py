@@ -9,6 +9,7 @@ from django.test import Client
 from django.utils import timezone
 
 from calls.models import Call, Greeting
+from calls.records.queries import FALLBACK_GREETING
 
 pytestmark = pytest.mark.django_db
 
@@ -84,7 +85,7 @@ def test_a_stream_that_never_started_ends_with_the_default_greeting_said(
     settings,  # noqa: ANN001
 ) -> None:
     settings.MAX_STREAM_RESUMES = 0
-    assert verbs(client, "CA-unknown") == [("Say", "Hello, how are you today?"), ("Hangup", None)]
+    assert verbs(client, "CA-unknown") == [("Say", FALLBACK_GREETING.text), ("Hangup", None)]
 
 
 @pytest.mark.parametrize("status", ["completed", "canceled", "failed"])

@@ -15,10 +15,11 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from calls import bounded_http, deepgram_io  # noqa: E402
-from calls.malloc import cap_arenas  # noqa: E402
 from calls.routing import websocket_urlpatterns  # noqa: E402
-from calls.signatures import announce_policy  # noqa: E402
+from calls.server import bounded_http  # noqa: E402
+from calls.server.malloc import cap_arenas  # noqa: E402
+from calls.speech import deepgram_io  # noqa: E402
+from calls.twilio.security import announce_policy  # noqa: E402
 
 # No AllowedHostsOriginValidator: Twilio may send no Origin header; the signature is the gate.
 application = ProtocolTypeRouter(

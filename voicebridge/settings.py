@@ -135,7 +135,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
 # Commands queued for one call's consumer before a sender is told the call is too busy: above
-# what a call may have queued (calls.control), so the call's own refusal is what callers see.
+# what a call may have queued (calls.live.commands), so the call's own refusal is what callers see.
 CHANNEL_CAPACITY = int(os.environ.get("CHANNEL_CAPACITY", "200"))
 
 if REDIS_URL:
@@ -145,7 +145,7 @@ if REDIS_URL:
     REDIS_CONNECT_TIMEOUT = float(os.environ.get("REDIS_CONNECT_TIMEOUT", "0.5"))
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "calls.layers.ResilientRedisChannelLayer",
+            "BACKEND": "calls.server.layers.ResilientRedisChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {

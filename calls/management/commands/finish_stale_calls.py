@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from calls.stale import finish_stale_calls
+from calls.records.stale import finish_stale_calls
 
 
 class Command(BaseCommand):

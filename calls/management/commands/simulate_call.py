@@ -12,8 +12,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from calls.audio import duration_seconds, wav_from_mulaw
-from calls.simulator import CallReport, simulate_call
+from calls.speech.audio import duration_seconds, wav_from_mulaw
+from calls.twilio.protocol import GREETING_MARK
+from calls.twilio.simulator import CallReport, simulate_call
 
 _PRESS = re.compile(r"^([0-9*#])@(\d+(?:\.\d+)?)$")
 
@@ -143,7 +144,7 @@ class Command(BaseCommand):
                 public_url=public_url,
                 dtmf=presses,
                 hang_up_after=options["hang_up_after"],
-                until_mark=None if options["hang_up_after"] is not None else "greeting-end",
+                until_mark=None if options["hang_up_after"] is not None else GREETING_MARK,
                 timeout=options["timeout"],
                 realtime_playback=not options["fast"],
                 on_event=_Progress(self.stderr.write).on_event,

@@ -14,11 +14,11 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from calls.audio import SAMPLE_RATE, duration_seconds, wav_from_mulaw
-from calls.listen import explain
-from calls.speech import split_text
-from calls.tts import TTSError, close_connections, get_tts
-from calls.voices import DEFAULT_VOICE, VOICE_CHOICES
+from calls.speech.audio import SAMPLE_RATE, duration_seconds, wav_from_mulaw
+from calls.speech.deepgram import TTSError, close_connections, get_tts
+from calls.speech.preview import explain
+from calls.speech.text import split_text
+from calls.speech.voices import DEFAULT_VOICE, VOICE_CHOICES
 
 KNOWN_VOICES = frozenset(value for _, group in VOICE_CHOICES for value, _ in group)
 
