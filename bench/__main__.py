@@ -58,7 +58,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         nargs="+",
         default=[1, 50, 200],
-        help="call counts to measure time to first audio at (default: 1 50 200)",
+        help="call counts to measure cached first audio at (default: 1 50 200)",
+    )
+    parser.add_argument(
+        "--uncached",
+        type=int,
+        nargs="+",
+        default=[1, 50],
+        help="call counts to measure uncached first audio at, each call with a text of its own "
+        "(default: 1 50)",
     )
     parser.add_argument(
         "--ttfb",
@@ -171,11 +179,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.calls, args.media_calls, args.duration, args.rounds = [1, 5], 10, 1.0, 1
+        args.uncached = [1, 5]
         args.setup_calls, args.single = 10, 2
         args.control_calls = min(args.control_calls, 2)
         args.long_calls, args.hold = min(args.long_calls, 2), min(args.hold, 5.0)
-    args.calls = sorted(set(args.calls))
-    counts = (min(args.calls), args.media_calls, args.rounds, args.setup_calls, args.single)
+    args.calls, args.uncached = sorted(set(args.calls)), sorted(set(args.uncached))
+    counts = (
+        min(args.calls),
+        min(args.uncached),
+        args.media_calls,
+        args.rounds,
+        args.setup_calls,
+        args.single,
+    )
     if min(counts) < 1 or min(args.duration, args.rate, args.cached_rate) <= 0:
         parser.error(
             "call counts, --media-calls, --setup-calls, --single, --duration, --rounds and "
@@ -223,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cpus.pin(relay_deepgram.process.pid, load_cpus)
             progress("preparing the database ...")
             voicebridge = prepare_voicebridge(
-                workdir, deepgram.url, deepgram_concurrency=2 * max(args.calls) + 10
+                workdir, deepgram.url, deepgram_concurrency=2 * max(args.uncached) + 10
             )
             voicebridge.set_greeting_text(greeting_text(f"{run}-default"))
             with (
@@ -257,13 +273,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 checks["rss_baseline"] = procstat.sample(pid)
                 servers = {"voicebridge": url, "relay": relay.url, "held": held.url}
                 pids = {"voicebridge": pid, "held": held.process.pid}
-                for index, n in enumerate(args.calls):
-                    progress(f"{n} calls")
+                for index, n in enumerate(args.uncached):
+                    progress(f"{n} uncached calls")
                     uncached_phases(
                         args, run, 10 + index, n, servers, voicebridge, phases, checks, pool
                     )
                     checks[f"deepgram_texts-{n}"] = deepgram.stats()
                     checks[f"relay_texts-{n}"] = relay_deepgram.stats()
+                for n in args.calls:
+                    progress(f"{n} cached calls")
                     cached_phases(args, n, servers, pids, phases, pool)
                 if "burst" not in args.skip:
                     burst_phases(args, servers, pids, phases, pool)

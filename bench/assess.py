@@ -170,12 +170,12 @@ def uncached_rows(
     figures: dict[str, object],
 ) -> None:
     """First audio of greetings no call had before, less Deepgram's part, beside the relay."""
-    middle = sorted(args.calls)[len(args.calls) // 2]
-    for n in args.calls:
+    middle = args.uncached[len(args.uncached) // 2]
+    for n in args.uncached:
         uncached = spread(phases[f"uncached-{n}"].ttfa)
         rows.append(Row(f"TTFA uncached, {n} calls: p50 p95 p99 max (ms)", str(uncached)))
         figures[f"ttfa_uncached_{n}"] = uncached
-    for n in args.calls:
+    for n in args.uncached:
         phase = phases[f"uncached-{n}"]
         # Each call's greeting text names its number's greeting: the fake's record of that
         # text's request is Deepgram's part of the call's first audio.
@@ -248,7 +248,7 @@ def deepgram_rows(
     )
     opened = stats["speak_connections"]
     # At most one connection per request in flight at once, and fewer than the requests.
-    limit = max(args.calls) + 2
+    limit = max(args.uncached) + 2
     rows.append(
         Row(
             "Deepgram connections opened by the server",
