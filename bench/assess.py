@@ -98,18 +98,24 @@ def cached_rows(
     """First audio of a greeting already rendered, beside the cached-greeting floor."""
     largest = max(args.calls)
     for n in args.calls:
-        cached, held = spread(phases[f"cached-{n}"].ttfa), spread(phases[f"held-{n}"].ttfa)
+        ours, floor = phases[f"cached-{n}"], phases[f"held-{n}"]
+        cached, held = spread(ours.ttfa), spread(floor.ttfa)
         bound = 2 * held.p99 + 5
         target = n == largest
         rows.append(
             Row(
                 f"TTFA cached, {n} calls at {args.cached_rate:.0f}/s: p50 p95 p99 max (ms)",
-                str(cached),
+                f"{cached}{unheard(ours)}",
                 f"p99 <= 2x floor + 5 = {bound:.1f}" if target else "",
-                cached.p99 <= bound if target else None,
+                (cached.p99 <= bound and not unheard(ours)) if target else None,
             )
         )
-        rows.append(Row(f"  same for the cached-greeting floor (bare app), {n} calls", str(held)))
+        rows.append(
+            Row(
+                f"  same for the cached-greeting floor (bare app), {n} calls",
+                f"{held}{unheard(floor)}",
+            )
+        )
         figures[f"ttfa_cached_{n}"] = cached
         figures[f"floor_ttfa_cached_{n}"] = held
     cpu = {
@@ -133,6 +139,12 @@ def cached_rows(
             )
         )
         figures["ttfa_cached_burst"] = {"voicebridge": ours, "floor": held}
+
+
+def unheard(phase: Phase) -> str:
+    """How many of a phase's calls heard no audio before hanging up, if any did not."""
+    missing = phase.calls - len(phase.ttfa)
+    return f"; {missing} heard none" if missing else ""
 
 
 def first_bytes(stats: object, key: Callable[[str], str | None]) -> dict[str, float]:
@@ -193,14 +205,14 @@ def uncached_rows(
             label, target, ok = f"{n} calls at {args.rate:.0f}/s", "p50 <= floor + 3", None
             bound = relayed.p50 + 3
         if n == 1 or n == middle:
-            ok = ours.p50 <= bound
+            ok = ours.p50 <= bound and not unheard(phase)
             target = f"{target} = {bound:.1f}"
         else:
             target = ""
         rows.append(
             Row(
                 f"TTFA - Deepgram's first byte, uncached, {label} (ms)",
-                str(ours),
+                f"{ours}{unheard(phase)}",
                 target,
                 ok,
             )
