@@ -9,19 +9,20 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import cpus, procstat
+from bench.assess import assess
 from bench.callers import CallerPool, Plan
 from bench.control import run_control_roundtrip
 from bench.long_calls import long_call_rows, run_long_calls
-from bench.relay_floor import TEXT_PREFIX as RELAY_TEXT
-from bench.report import Row, spread, table, write_json
+from bench.phases import Phase, arriving, numbers, one_at_a_time, progress, run_phase, together
+from bench.report import spread, table, write_json
 from bench.servers import (
     CACHED_FLOOR_APPLICATION,
+    FakeDeepgramProcess,
+    Voicebridge,
     fake_deepgram,
     floor,
     prepare_voicebridge,
@@ -30,74 +31,16 @@ from bench.servers import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
-KIB = 1024
-MIB = 1024 * 1024
-
-
-@dataclass
-class Phase:
-    """What the callers of one phase measured, with the server samples taken meanwhile."""
-
-    name: str
-    calls: int
-    ttfa: list[float]
-    frames_in_window: int
-    errors: list[str]
-    max_tick_lag: float
-    client_cpu: float
-    samples: dict[str, procstat.Sample] = field(default_factory=dict)
-
-
-def run_phase(
-    pool: CallerPool,
-    name: str,
-    plan: Plan,
-    *,
-    pid: int | None = None,
-    at: dict[str, float] | None = None,
-    expect_audio: bool = True,
-) -> Phase:
-    """Play one phase and gather what every caller process measured."""
-    progress(f"  {name} ...")
-    started = time.monotonic()
-    workers, samples = pool.run(
-        plan, at=at, sample=(lambda: procstat.sample(pid)) if pid is not None else None
-    )
-    calls = [c for w in workers for c in w.calls]
-    errors = [c.error for c in calls if c.error]
-    if expect_audio:
-        errors += ["no audio" for c in calls if c.ttfa is None and not c.error]
-    phase = Phase(
-        name=name,
-        calls=len(calls),
-        ttfa=[c.ttfa for c in calls if c.ttfa is not None],
-        frames_in_window=sum(c.frames_in_window for c in calls),
-        errors=errors,
-        max_tick_lag=max(w.max_tick_lag for w in workers),
-        client_cpu=sum(w.cpu_seconds for w in workers),
-        samples=samples,  # type: ignore[arg-type]
-    )
-    summary = f"TTFA ms p50/p95/p99/max {spread(phase.ttfa)}" if expect_audio else ""
-    problems = f", {len(errors)} errors (first: {errors[0]})" if errors else ""
-    progress(f"    {time.monotonic() - started:4.1f} s {summary}{problems}")
-    return phase
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def together(calls: int) -> tuple[float, ...]:
-    """Every caller sends `start` at the same moment."""
-    return (0.0,) * calls
-
-
-def arriving(calls: int, ramp: float) -> tuple[float, ...]:
-    """Callers send `start` evenly spread over `ramp` seconds."""
-    return tuple(ramp * i / calls for i in range(calls))
+SKIPPABLE = ("setup", "media", "burst", "admin")
+# Seconds from a call's `start` to its first audio that no healthy phase needs more than.
+_LISTEN = 1.0
+# The set-up phase's calls hang up this long after `start`, and the server gets this long to
+# write their records before its CPU is read.
+_SETUP_HOLD, _SETUP_SETTLE = 0.5, 1.0
 
 
 def greeting_text(tag: str) -> str:
+    """A greeting as long as a real one, distinct per tag."""
     return (
         f"Thank you for calling the bakery, reference {tag}. Fresh bread comes out at seven. "
         "Press any key to skip this message."
@@ -115,7 +58,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         nargs="+",
         default=[1, 50, 200],
-        help="concurrent call counts to measure time to first audio at (default: 1 50 200)",
+        help="call counts to measure cached first audio at (default: 1 50 200)",
+    )
+    parser.add_argument(
+        "--uncached",
+        type=int,
+        nargs="+",
+        default=[1, 50],
+        help="call counts to measure uncached first audio at, each call with a text of its own "
+        "(default: 1 50)",
     )
     parser.add_argument(
         "--ttfb",
@@ -148,11 +99,37 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="alternating voicebridge/floor CPU measurements (default: %(default)s)",
     )
     parser.add_argument(
-        "--ramp",
+        "--rate",
         type=float,
-        default=0.01,
-        help="seconds between cached callers' starts, so media is already flowing "
+        default=50.0,
+        help="calls arriving a second (Poisson) in the uncached and set-up phases "
         "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--cached-rate",
+        type=float,
+        default=100.0,
+        help="calls arriving a second (Poisson) in the cached phases (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--setup-calls",
+        type=int,
+        default=100,
+        help="calls that only set up and hang up while server CPU is measured "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--single",
+        type=int,
+        default=5,
+        help="calls placed one at a time for the one-call rows (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--skip",
+        nargs="+",
+        choices=SKIPPABLE,
+        default=[],
+        help="phases to leave out of a run measuring only some rows",
     )
     parser.add_argument(
         "--processes",
@@ -163,8 +140,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a small smoke run: 1 and 5 calls, 10 media calls for 1 s, one round, "
-        "2 long calls held 5 s",
+        help="a small smoke run: 1 and 5 calls, 10 set-up and media calls, media for 1 s, "
+        "one round, 2 long calls held 5 s",
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the servers' logs and database afterwards"
@@ -202,11 +179,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.calls, args.media_calls, args.duration, args.rounds = [1, 5], 10, 1.0, 1
+        args.uncached = [1, 5]
+        args.setup_calls, args.single = 10, 2
         args.control_calls = min(args.control_calls, 2)
         args.long_calls, args.hold = min(args.long_calls, 2), min(args.hold, 5.0)
-    args.calls = sorted(set(args.calls))
-    if min(args.calls) < 1 or args.media_calls < 1 or args.duration <= 0 or args.rounds < 1:
-        parser.error("call counts, --media-calls, --duration and --rounds must be positive")
+    args.calls, args.uncached = sorted(set(args.calls)), sorted(set(args.uncached))
+    counts = (
+        min(args.calls),
+        min(args.uncached),
+        args.media_calls,
+        args.rounds,
+        args.setup_calls,
+        args.single,
+    )
+    if min(counts) < 1 or min(args.duration, args.rate, args.cached_rate) <= 0:
+        parser.error(
+            "call counts, --media-calls, --setup-calls, --single, --duration, --rounds and "
+            "the rates must be positive"
+        )
     if args.long_calls < 0 or args.hold <= 0:
         parser.error("--long-calls must not be negative and --hold must be positive")
     if args.phase == "long-calls" and args.long_calls < 1:
@@ -248,7 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cpus.pin(deepgram.process.pid, load_cpus)
                 cpus.pin(relay_deepgram.process.pid, load_cpus)
             progress("preparing the database ...")
-            voicebridge = prepare_voicebridge(workdir, deepgram.url)
+            voicebridge = prepare_voicebridge(
+                workdir, deepgram.url, deepgram_concurrency=2 * max(args.uncached) + 10
+            )
+            voicebridge.set_greeting_text(greeting_text(f"{run}-default"))
             with (
                 voicebridge.running() as server,
                 floor(workdir) as bare,
@@ -260,100 +253,59 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for process in (server.process, bare.process, relay.process, held.process):
                         cpus.pin(process.pid, server_cpus)
                 url = server.url
-                warm = run_phase(pool, "warm-up call", Plan(url, (0.0,), hang_up_at=ttfb + 1.0))
-                phases["warm-up"] = warm
+                # Each server's first call: it renders voicebridge's default greeting, which the
+                # cached phases then play.
+                first = Plan(url, (0.0,), hang_up_at=ttfb + _LISTEN)
+                phases["warm-up"] = run_phase(pool, "warm-up call", first)
                 phases["relay-warm-up"] = run_phase(
                     pool,
                     "first-audio floor, warm-up call",
-                    Plan(relay.url, (0.0,), hang_up_at=ttfb + 1.0, webhook=False),
+                    Plan(relay.url, (0.0,), hang_up_at=ttfb + _LISTEN),
                 )
+                # One call from each caller process, so none pays its first dial in a phase.
+                for name, other in (("held", held), ("floor", bare)):
+                    run_phase(
+                        pool,
+                        f"{name} floor, warm-up calls",
+                        Plan(other.url, together(args.processes), hang_up_at=0.5),
+                        expect_audio=name == "held",
+                    )
                 checks["rss_baseline"] = procstat.sample(pid)
+                servers = {"voicebridge": url, "relay": relay.url, "held": held.url}
+                pids = {"voicebridge": pid, "held": held.process.pid}
+                for index, n in enumerate(args.uncached):
+                    progress(f"{n} uncached calls")
+                    uncached_phases(
+                        args, run, 10 + index, n, servers, voicebridge, phases, checks, pool
+                    )
+                    checks[f"deepgram_texts-{n}"] = deepgram.stats()
+                    checks[f"relay_texts-{n}"] = relay_deepgram.stats()
                 for n in args.calls:
-                    progress(f"{n} concurrent calls")
-                    text = greeting_text(f"{run}-{n}")
-                    voicebridge.set_greeting_text(text)
-                    phases[f"uncached-{n}"] = run_phase(
-                        pool,
-                        f"uncached greeting, {n} calls starting together",
-                        Plan(url, together(n), hang_up_at=ttfb + 2.0),
+                    progress(f"{n} cached calls")
+                    cached_phases(args, n, servers, pids, phases, pool)
+                if "burst" not in args.skip:
+                    burst_phases(args, servers, pids, phases, pool)
+                if "setup" not in args.skip:
+                    setup_phases(args, {**servers, "held": held.url}, pids, phases, pool)
+                if "media" not in args.skip:
+                    checks["floor_rss_baseline"] = procstat.sample(bare.process.pid)
+                    media_phases(args, url, bare.url, pid, bare.process.pid, phases, pool)
+                if "admin" not in args.skip:
+                    progress("admin edit, restart, Deepgram down")
+                    edited = greeting_text(f"{run}-admin")
+                    started = time.monotonic()
+                    save_greeting_in_admin(url, edited)
+                    checks["admin_save_seconds"] = time.monotonic() - started
+                    phases["after-admin-edit"] = run_phase(
+                        pool, "first call after an admin edit", Plan(url, (0.0,), hang_up_at=1.0)
                     )
-                    checks[f"deepgram_first_byte-{n}"] = first_byte_seconds(deepgram.stats(), text)
-                    phases[f"relay-{n}"] = run_phase(
-                        pool,
-                        f"first-audio floor, {n} calls starting together",
-                        Plan(relay.url, together(n), hang_up_at=ttfb + 2.0, webhook=False),
-                    )
-                    checks[f"relay_first_byte-{n}"] = first_byte_seconds(
-                        relay_deepgram.stats(), RELAY_TEXT
-                    )
-                    ramp = args.ramp * n
-                    phases[f"cached-{n}"] = run_phase(
-                        pool,
-                        f"cached greeting, {n} calls arriving over {ramp:.2f} s",
-                        Plan(url, arriving(n, ramp), hang_up_at=ramp + 1.0),
-                        pid=pid,
-                        at={"start": 0.0, "all_in": ramp + 0.5},
-                    )
-                    phases[f"held-{n}"] = run_phase(
-                        pool,
-                        f"cached-greeting floor, {n} calls arriving over {ramp:.2f} s",
-                        Plan(held.url, arriving(n, ramp), hang_up_at=ramp + 1.0, webhook=False),
-                        pid=held.process.pid,
-                        at={"start": 0.0, "all_in": ramp + 0.5},
-                    )
-                progress(f"server CPU per caller media frame, {args.media_calls} calls")
-                window = (1.0, 1.0 + args.duration)
-                media_plan = {
-                    "voicebridge": Plan(
-                        url, arriving(args.media_calls, 0.5), window[1] + 0.1, window=window
-                    ),
-                    "floor": Plan(
-                        bare.url,
-                        arriving(args.media_calls, 0.5),
-                        window[1] + 0.1,
-                        webhook=False,
-                        window=window,
-                    ),
-                }
-                pids = {"voicebridge": pid, "floor": bare.process.pid}
-                checks["floor_rss_baseline"] = procstat.sample(bare.process.pid)
-                for round_ in range(args.rounds):
-                    for target in ("voicebridge", "floor"):
-                        phases[f"media-{target}-{round_}"] = run_phase(
-                            pool,
-                            f"{target}, round {round_ + 1}",
-                            media_plan[target],
-                            pid=pids[target],
-                            at={"window_start": window[0], "window_end": window[1]},
-                            expect_audio=target == "voicebridge",
-                        )
-                progress("admin edit, restart, Deepgram down")
-                edited = greeting_text(f"{run}-admin")
-                started = time.monotonic()
-                save_greeting_in_admin(url, edited)
-                checks["admin_save_seconds"] = time.monotonic() - started
-                phases["after-admin-edit"] = run_phase(
-                    pool, "first call after an admin edit", Plan(url, (0.0,), hang_up_at=1.0)
-                )
-                time.sleep(0.3)
-                checks["after_admin_edit"] = voicebridge.last_call()
+                    time.sleep(0.3)
+                    checks["after_admin_edit"] = voicebridge.last_call()
                 checks["peak"] = procstat.sample(pid)
-            with voicebridge.running("daphne-restarted.log") as server:
-                if cores is not None:
-                    cpus.pin(server.process.pid, server_cpus)
-                phases["after-restart"] = run_phase(
-                    pool, "first call after a restart", Plan(server.url, (0.0,), hang_up_at=1.0)
-                )
-                time.sleep(0.3)
-                checks["after_restart"] = voicebridge.last_call()
+            if "admin" in args.skip:
                 checks["deepgram"] = deepgram.stats()
-                deepgram.process.terminate()
-                deepgram.process.wait(timeout=10)
-                phases["deepgram-down"] = run_phase(
-                    pool, "a call while Deepgram is down", Plan(server.url, (0.0,), hang_up_at=1.0)
-                )
-                time.sleep(0.3)
-                checks["deepgram_down"] = voicebridge.last_call()
+            else:
+                restart_phases(voicebridge, deepgram, cores, phases, checks, pool)
         if args.control_calls:
             progress("live-call control across two workers sharing Redis and PostgreSQL ...")
             checks["control"] = run_control_roundtrip(calls=args.control_calls)
@@ -377,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 name: {
                     "calls": p.calls,
                     "ttfa_ms": spread(p.ttfa),
+                    "setup_ms": spread(p.setups),
                     "errors": p.errors[:20],
                     "error_count": len(p.errors),
                     "frames_in_window": p.frames_in_window,
@@ -397,6 +350,171 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{errors} calls went wrong: see the JSON", file=sys.stderr)
         return 1
     return 0
+
+
+def uncached_phases(
+    args: argparse.Namespace,
+    run: str,
+    index: int,
+    n: int,
+    servers: dict[str, str],
+    voicebridge: Voicebridge,
+    phases: dict[str, Phase],
+    checks: dict[str, object],
+    pool: CallerPool,
+) -> None:
+    """`n` calls to numbers of their own, each greeted with a text no call had before, on
+    voicebridge and on the first-audio floor; one call is `--single` calls one at a time."""
+    count = args.single if n == 1 else n
+    called = numbers(index, count)
+    routes = {number: greeting_text(f"{run}-{n}-{i}") for i, number in enumerate(called)}
+    voicebridge.route_numbers(list(routes.items()))
+    checks[f"greeting_texts-{n}"] = routes
+    if n == 1:
+        hold = args.ttfb + 0.3
+        offsets, hold_for, span = one_at_a_time(count, hold + 0.2), hold, 0.0
+        shape = f"{count} single calls one at a time"
+    else:
+        offsets = arriving(n, args.rate, seed=n)
+        hold_for, span = None, offsets[-1]
+        shape = f"{n} calls arriving over {span:.2f} s"
+    for target, label in (("voicebridge", "uncached greeting"), ("relay", "first-audio floor")):
+        phases[f"{'uncached' if target == 'voicebridge' else 'relay'}-{n}"] = run_phase(
+            pool,
+            f"{label}, {shape}",
+            Plan(
+                servers[target],
+                offsets,
+                hang_up_at=span + args.ttfb + _LISTEN,
+                numbers=called,
+                hold=hold_for,
+            ),
+        )
+
+
+def cached_phases(
+    args: argparse.Namespace,
+    n: int,
+    servers: dict[str, str],
+    pids: dict[str, int],
+    phases: dict[str, Phase],
+    pool: CallerPool,
+) -> None:
+    """`n` calls arriving to a greeting already rendered, on voicebridge and the cached floor."""
+    offsets = arriving(n, args.cached_rate, seed=1000 + n)
+    span = offsets[-1]
+    for target, label in (("voicebridge", "cached greeting"), ("held", "cached-greeting floor")):
+        phases[f"{'cached' if target == 'voicebridge' else 'held'}-{n}"] = run_phase(
+            pool,
+            f"{label}, {n} calls arriving over {span:.2f} s",
+            Plan(servers[target], offsets, hang_up_at=span + _LISTEN),
+            pid=pids[target],
+            at={"start": 0.0, "all_in": span + 0.5},
+        )
+
+
+def burst_phases(
+    args: argparse.Namespace,
+    servers: dict[str, str],
+    pids: dict[str, int],
+    phases: dict[str, Phase],
+    pool: CallerPool,
+) -> None:
+    """The most calls, dialled ahead, sending `start` in the same millisecond."""
+    n = max(args.calls)
+    for target, label in (("voicebridge", "cached greeting"), ("held", "cached-greeting floor")):
+        phases[f"burst-{target}"] = run_phase(
+            pool,
+            f"{label}, {n} calls dialled ahead starting together",
+            Plan(servers[target], together(n), hang_up_at=_LISTEN, predial=True),
+        )
+
+
+def setup_phases(
+    args: argparse.Namespace,
+    servers: dict[str, str],
+    pids: dict[str, int],
+    phases: dict[str, Phase],
+    pool: CallerPool,
+) -> None:
+    """Calls that only set up (webhook, handshake, `start`, greeting, record) and hang up,
+    alternating voicebridge and the cached floor, with the server's CPU read around them."""
+    offsets = arriving(args.setup_calls, args.rate, seed=7)
+    span = offsets[-1]
+    progress(f"server CPU per call set-up, {args.setup_calls} calls over {span:.2f} s")
+    for round_ in range(args.rounds):
+        for target in ("voicebridge", "held"):
+            phases[f"setup-{target}-{round_}"] = run_phase(
+                pool,
+                f"{target}, round {round_ + 1}",
+                Plan(
+                    servers[target],
+                    offsets,
+                    hang_up_at=span + _SETUP_HOLD,
+                    hold=_SETUP_HOLD,
+                    media=False,
+                ),
+                pid=pids[target],
+                at={"start": 0.0, "end": span + _SETUP_HOLD + _SETUP_SETTLE},
+            )
+
+
+def media_phases(
+    args: argparse.Namespace,
+    url: str,
+    floor_url: str,
+    pid: int,
+    floor_pid: int,
+    phases: dict[str, Phase],
+    pool: CallerPool,
+) -> None:
+    """Calls streaming caller audio while the server's CPU is read, beside the drop floor."""
+    progress(f"server CPU per caller media frame, {args.media_calls} calls")
+    # The window opens once every call is set up and its greeting sent.
+    window = (2.0, 2.0 + args.duration)
+    offsets = arriving(args.media_calls, args.media_calls / 0.5, seed=3)
+    plans = {
+        "voicebridge": Plan(url, offsets, window[1] + 0.1, window=window),
+        "floor": Plan(floor_url, offsets, window[1] + 0.1, window=window),
+    }
+    pids = {"voicebridge": pid, "floor": floor_pid}
+    for round_ in range(args.rounds):
+        for target in ("voicebridge", "floor"):
+            phases[f"media-{target}-{round_}"] = run_phase(
+                pool,
+                f"{target}, round {round_ + 1}",
+                plans[target],
+                pid=pids[target],
+                at={"window_start": window[0], "window_end": window[1]},
+                expect_audio=target == "voicebridge",
+            )
+
+
+def restart_phases(
+    voicebridge: Voicebridge,
+    deepgram: FakeDeepgramProcess,
+    cores: tuple[frozenset[int], frozenset[int]] | None,
+    phases: dict[str, Phase],
+    checks: dict[str, object],
+    pool: CallerPool,
+) -> None:
+    """A call after a restart, then one while Deepgram is down: both from the cache."""
+    with voicebridge.running("daphne-restarted.log") as server:
+        if cores is not None:
+            cpus.pin(server.process.pid, cores[0])
+        phases["after-restart"] = run_phase(
+            pool, "first call after a restart", Plan(server.url, (0.0,), hang_up_at=1.0)
+        )
+        time.sleep(0.3)
+        checks["after_restart"] = voicebridge.last_call()
+        checks["deepgram"] = deepgram.stats()
+        deepgram.process.terminate()
+        deepgram.process.wait(timeout=10)
+        phases["deepgram-down"] = run_phase(
+            pool, "a call while Deepgram is down", Plan(server.url, (0.0,), hang_up_at=1.0)
+        )
+        time.sleep(0.3)
+        checks["deepgram_down"] = voicebridge.last_call()
 
 
 def long_calls_phase(args: argparse.Namespace) -> dict[str, object]:
@@ -435,232 +553,6 @@ def main_long_calls(args: argparse.Namespace) -> int:
     )
     print(f"\nwritten to {path}")
     return 1 if result.get("dropped") else 0
-
-
-def first_byte_seconds(stats: dict[str, object], text: str) -> float:
-    """Return the fake's own time to first byte for its latest request whose text starts `text`."""
-    texts, seconds = stats["texts"], stats["first_byte_seconds"]
-    assert isinstance(texts, list) and isinstance(seconds, list)
-    for (_, said), first_byte in zip(reversed(texts), reversed(seconds), strict=True):
-        if said.startswith(text) and first_byte is not None:
-            return float(first_byte)
-    return float("nan")
-
-
-def assess(
-    args: argparse.Namespace, phases: dict[str, Phase], checks: dict[str, object]
-) -> tuple[list[Row], dict[str, object]]:
-    """Turn the phases into the table's rows and the JSON's headline figures."""
-    rows: list[Row] = []
-    figures: dict[str, object] = {}
-    largest, middle = max(args.calls), sorted(args.calls)[len(args.calls) // 2]
-    for n in args.calls:
-        cached = spread(phases[f"cached-{n}"].ttfa)
-        target = "p99 <= 20" if n == largest else ""
-        rows.append(
-            Row(
-                f"TTFA cached, {n} calls: p50 p95 p99 max (ms)",
-                str(cached),
-                target,
-                cached.p99 <= 20 if target else None,
-            )
-        )
-        figures[f"ttfa_cached_{n}"] = cached
-        # What a bare app sending audio from memory takes under the same daphne and load.
-        held = spread(phases[f"held-{n}"].ttfa)
-        rows.append(Row(f"  same for the cached-greeting floor (bare app), {n} calls", str(held)))
-        figures[f"floor_ttfa_cached_{n}"] = held
-    # The server's CPU while the most cached callers arrive, beside the cached floor's: how near
-    # a full core the calls' own work takes the server under that load.
-    samples = {name: phases[f"{name}-{largest}"].samples for name in ("cached", "held")}
-    cpu = {name: s["all_in"].cpu_seconds - s["start"].cpu_seconds for name, s in samples.items()}
-    window = args.ramp * largest + 0.5
-    rows.append(
-        Row(
-            f"server CPU while {largest} cached callers arrive ({window:.1f} s)",
-            f"{cpu['cached']:.2f} s; cached floor {cpu['held']:.2f} s;"
-            f" ratio {cpu['cached'] / cpu['held'] if cpu['held'] else float('inf'):.2f}x",
-        )
-    )
-    figures["cpu_seconds_cached_arrivals"] = {
-        "voicebridge": cpu["cached"],
-        "floor": cpu["held"],
-        "window_seconds": window,
-    }
-    for n in args.calls:
-        uncached = spread(phases[f"uncached-{n}"].ttfa)
-        rows.append(Row(f"TTFA uncached, {n} calls: p50 p95 p99 max (ms)", str(uncached)))
-        figures[f"ttfa_uncached_{n}"] = uncached
-    for n in args.calls:
-        # Deepgram's part is what the fake measured for this greeting's request: from the
-        # request's arrival to its first audio byte leaving (about the configured TTFB).
-        deepgram_part = checks[f"deepgram_first_byte-{n}"]
-        assert isinstance(deepgram_part, float)
-        overhead = spread([t - deepgram_part for t in phases[f"uncached-{n}"].ttfa])
-        target = "p50 <= 5, p99 <= 20" if n == middle else ""
-        label = f"TTFA - Deepgram's first byte ({deepgram_part * 1000:.0f} ms)"
-        rows.append(
-            Row(
-                f"{label}, uncached, {n} calls",
-                str(overhead),
-                target,
-                (overhead.p50 <= 5 and overhead.p99 <= 20) if target else None,
-            )
-        )
-        figures[f"server_overhead_uncached_{n}"] = overhead
-        # What a bare relay under the same daphne adds on this machine, measured the same way.
-        relay_part = checks[f"relay_first_byte-{n}"]
-        assert isinstance(relay_part, float)
-        relayed = spread([t - relay_part for t in phases[f"relay-{n}"].ttfa])
-        rows.append(Row(f"  same for the first-audio floor (bare relay), {n} calls", str(relayed)))
-        figures[f"floor_overhead_uncached_{n}"] = relayed
-
-    # Each server's warm-up call is its first call after starting, with nothing cached yet.
-    first_ours, first_relay = (phases[name].ttfa for name in ("warm-up", "relay-warm-up"))
-    if first_ours and first_relay:
-        ours, relay = first_ours[0] * 1000, first_relay[0] * 1000
-        rows.append(
-            Row(
-                "TTFA uncached, first call after the server starts (ms)",
-                f"{ours:.1f}; first-audio floor {relay:.1f}",
-            )
-        )
-        figures["ttfa_first_call_ms"] = {"voicebridge": ours, "floor": relay}
-
-    stats = checks["deepgram"]
-    assert isinstance(stats, dict)
-    per_text = Counter((model, text) for model, text in stats["texts"])
-    floors = ("media-floor-", "relay-", "held-")
-    calls = sum(p.calls for name, p in phases.items() if not name.startswith(floors))
-    most = max(per_text.values(), default=0)
-    rows.append(
-        Row(
-            "Deepgram requests per greeting",
-            f"{stats['requests'] / max(1, len(per_text)):.2f} "
-            f"(max {most}; {len(per_text)} greetings, {calls} calls)",
-            "1",
-            most == 1,
-        )
-    )
-    opened = stats["speak_connections"]
-    rows.append(
-        Row(
-            "Deepgram connections opened by the server",
-            f"{opened} for {stats['requests']} requests",
-            "reused",
-            opened == 1,
-        )
-    )
-    figures["deepgram"] = {"requests": stats["requests"], "connections": opened}
-    for key, label in (
-        ("after_admin_edit", "first call after an admin edit"),
-        ("after_restart", "first call after a restart"),
-        ("deepgram_down", "a call while Deepgram is down"),
-    ):
-        status, from_cache = checks[key]  # type: ignore[misc]
-        phase = phases[key.replace("_", "-")]
-        ttfa = f", TTFA {phase.ttfa[0] * 1000:.1f} ms" if phase.ttfa else ", no audio"
-        rows.append(
-            Row(label, f"{status}, from cache: {from_cache}{ttfa}", "from cache", bool(from_cache))
-        )
-        figures[key] = {"status": status, "from_cache": from_cache}
-
-    per_frame = {}
-    for target in ("voicebridge", "floor"):
-        cpu = frames = 0.0
-        for name, phase in phases.items():
-            if name.startswith(f"media-{target}-"):
-                cpu += (
-                    phase.samples["window_end"].cpu_seconds
-                    - phase.samples["window_start"].cpu_seconds
-                )
-                frames += phase.frames_in_window
-        per_frame[target] = cpu / frames if frames else float("nan")
-    # A run too short for the floor to register one clock tick has no ratio to show.
-    ratio = per_frame["voicebridge"] / per_frame["floor"] if per_frame["floor"] else float("inf")
-    rows.append(
-        Row(
-            f"server CPU per caller media frame ({args.media_calls} calls)",
-            f"{per_frame['voicebridge'] * 1e6:.1f} us; floor {per_frame['floor'] * 1e6:.1f} us;"
-            f" ratio {ratio:.2f}x",
-            "<= 1.3x floor",
-            ratio <= 1.3,
-        )
-    )
-    figures["cpu_per_media_frame_us"] = {k: v * 1e6 for k, v in per_frame.items()}
-    figures["cpu_ratio"] = ratio
-
-    baseline = checks["rss_baseline"]
-    peak = checks["peak"]
-    assert isinstance(baseline, procstat.Sample) and isinstance(peak, procstat.Sample)
-    busiest = phases[f"cached-{largest}"].samples["all_in"]
-    per_call = (busiest.rss_bytes - baseline.rss_bytes) / largest
-    # The first concurrent calls also start threads and allocator arenas once for the process;
-    # the growth from the second-largest to the largest count is the cost of one more call.
-    smaller = sorted(args.calls)[-2] if len(args.calls) > 1 else 0
-    fewer = phases[f"cached-{smaller}"].samples["all_in"] if smaller else baseline
-    marginal = (busiest.rss_bytes - fewer.rss_bytes) / (largest - smaller)
-    floor_base = checks["floor_rss_baseline"]
-    assert isinstance(floor_base, procstat.Sample)
-    floor_busy = max(
-        (p.samples["window_start"] for n, p in phases.items() if n.startswith("media-floor-")),
-        key=lambda s: s.rss_bytes,
-    )
-    floor_per_call = (floor_busy.rss_bytes - floor_base.rss_bytes) / args.media_calls
-    rows.append(Row("peak server RSS", f"{peak.peak_rss_bytes / MIB:.1f} MiB"))
-    rows.append(
-        Row(
-            f"server RSS per concurrent call, {smaller} to {largest} calls",
-            f"{marginal / KIB:.1f} KiB (floor {floor_per_call / KIB:.1f} KiB)",
-            "<= 64 KiB",
-            marginal <= 64 * KIB,
-        )
-    )
-    rows.append(
-        Row(
-            f"server RSS over the 1-call baseline per call, {largest} calls",
-            f"{per_call / KIB:.1f} KiB",
-        )
-    )
-    figures["rss"] = {
-        "baseline_bytes": baseline.rss_bytes,
-        "peak_bytes": peak.peak_rss_bytes,
-        "per_call_bytes": per_call,
-        "marginal_per_call_bytes": marginal,
-        "floor_per_call_bytes": floor_per_call,
-    }
-    control = checks.get("control")
-    if isinstance(control, dict):
-        rows.extend(control_rows(control))
-        figures["control_round_trip"] = control
-    long_calls = checks.get("long_calls")
-    if isinstance(long_calls, dict):
-        rows.extend(long_call_rows(long_calls))
-        figures["long_calls"] = long_calls
-    lateness = max(p.max_tick_lag for p in phases.values()) * 1000
-    rows.append(Row("callers' own clock, worst lateness (ms)", f"{lateness:.1f}"))
-    figures["caller_max_lateness_ms"] = lateness
-    return rows, figures
-
-
-def control_rows(control: dict[str, object]) -> list[Row]:
-    """Rows for the say-request-to-first-audio round trip across two workers."""
-    if "skipped" in control:
-        return [
-            Row("control round trip (say API -> first audio)", f"skipped: {control['skipped']}")
-        ]
-    rows = []
-    for route, label in (("same_worker", "the call's worker"), ("other_worker", "another worker")):
-        figure = control[route]
-        assert isinstance(figure, dict)
-        measured = (
-            f"{figure['p50_ms']:7.1f} {figure['p95_ms']:7.1f} {figure['max_ms']:7.1f}"
-            f" ({figure['count']} calls, {figure['failed']} failed)"
-            if figure["count"]
-            else f"no call succeeded ({figure['failed']} failed)"
-        )
-        rows.append(Row(f"control say -> first audio via {label}: p50 p95 max (ms)", measured))
-    return rows
 
 
 if __name__ == "__main__":

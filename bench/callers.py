@@ -1,8 +1,9 @@
 """Lean simulated Twilio callers for load: many calls per process, one clock for all their frames.
 
 `calls/simulator.py` checks every frame like Twilio would; here a caller only does what load needs:
-the webhook, the handshake, `connected`, `start`, a 160-byte `media` frame every 20 ms until it
-hangs up, an echo of each `mark`, and `stop`. Time to first audio is taken on this side.
+when its call arrives, the webhook, the handshake, `connected` and `start`, then a 160-byte `media`
+frame every 20 ms until it hangs up, an echo of each `mark`, and `stop`. Calls arrive while earlier
+ones are talking, as on Twilio. Set-up and time to first audio are taken on this side.
 """
 
 from __future__ import annotations
@@ -44,15 +45,24 @@ class Plan:
     hang_up_at: float
     webhook: bool = True
     window: tuple[float, float] = (0.0, 0.0)
+    # The called number (`To`) of each caller, in the order of `start_offsets`; else one for all.
+    numbers: tuple[str, ...] = ()
+    # Dial every caller before T0, so the offsets are when each sends `start` alone.
+    predial: bool = False
+    # Each caller hangs up this long after its `start`, else all at `hang_up_at`.
+    hold: float | None = None
+    media: bool = True
 
 
 @dataclass(frozen=True)
 class CallResult:
-    """What one caller measured."""
+    """What one caller measured: set-up is from the webhook to `start` sent."""
 
     ttfa: float | None
     frames_in_window: int
     error: str = ""
+    number: str = ""
+    setup: float | None = None
 
 
 @dataclass(frozen=True)
@@ -64,9 +74,15 @@ class WorkerResult:
     cpu_seconds: float
 
 
+DEFAULT_NUMBER = "+15550002222"
+
+
 @dataclass(eq=False)
 class _Caller:
     start_at: float
+    number: str = DEFAULT_NUMBER
+    ends_at: float = 0.0
+    dialled: float | None = None
     sid: str = field(default_factory=lambda: "CA" + secrets.token_hex(16))
     stream_sid: str = field(default_factory=lambda: "MZ" + secrets.token_hex(16))
     ws: ClientConnection | None = None
@@ -108,7 +124,7 @@ async def _dial(caller: _Caller, plan: Plan, http: httpx.AsyncClient) -> None:
     """Ask the webhook for TwiML like Twilio does, then open the Stream and send `connected`."""
     url = plan.base_url.replace("http://", "ws://", 1) + "/twilio"
     if plan.webhook:
-        form = {"CallSid": caller.sid, "From": "+15550001111", "To": "+15550002222"}
+        form = {"CallSid": caller.sid, "From": "+15550001111", "To": caller.number}
         signature = twilio_signature(TWILIO_AUTH_TOKEN, plan.base_url + "/voice", form)
         answer = await http.post("/voice", data=form, headers={"X-Twilio-Signature": signature})
         answer.raise_for_status()
@@ -148,12 +164,37 @@ async def _read(caller: _Caller) -> None:
         caller.error = caller.error or f"read: {exc}"
 
 
-async def _play(plan: Plan, callers: list[_Caller], t0: float) -> float:
-    """Send every caller's `start` and frames on one absolute clock; return the worst lateness."""
-    hang_up = t0 + plan.hang_up_at
+async def _arrive(caller: _Caller, plan: Plan, http: httpx.AsyncClient) -> None:
+    """Dial unless dialled ahead, then send `start` and read what the server sends."""
+    if caller.ws is None:
+        caller.dialled = time.monotonic()
+        try:
+            await _dial(caller, plan, http)
+        except (OSError, httpx.HTTPError, WebSocketException, RuntimeError) as exc:
+            caller.error = f"dial: {type(exc).__name__}: {exc}"
+            return
+    assert caller.ws is not None
+    caller.started = time.monotonic()
+    try:
+        await caller.ws.send(caller.start_message())
+    except WebSocketException as exc:
+        caller.error = f"start: {exc}"
+        return
+    caller.next_frame = caller.started
+    if plan.hold is not None:
+        caller.ends_at = caller.started + plan.hold
+    caller.reader = asyncio.create_task(_read(caller))
+
+
+async def _play(plan: Plan, callers: list[_Caller], t0: float, http: httpx.AsyncClient) -> float:
+    """Let every caller arrive and send its frames on one absolute clock; return the worst
+    lateness."""
+    last = t0 + plan.hang_up_at
     window_start, window_end = t0 + plan.window[0], t0 + plan.window[1]
     waiting = sorted(callers, key=lambda c: c.start_at)
+    arriving: set[asyncio.Task[None]] = set()
     talking: list[_Caller] = []
+    leaving: list[asyncio.Task[None]] = []
     max_lag = 0.0
     tick = t0
     while True:
@@ -161,15 +202,20 @@ async def _play(plan: Plan, callers: list[_Caller], t0: float) -> float:
         max_lag = max(max_lag, now - tick)
         while waiting and waiting[0].start_at <= now:
             caller = waiting.pop(0)
-            assert caller.ws is not None
-            caller.started = time.monotonic()
-            await caller.ws.send(caller.start_message())
-            caller.next_frame = caller.started
-            caller.reader = asyncio.create_task(_read(caller))
+            caller.ends_at = last
+            arrival = asyncio.create_task(_arrive(caller, plan, http))
+            arriving.add(arrival)
+            arrival.add_done_callback(arriving.discard)
             talking.append(caller)
+        still: list[_Caller] = []
         for caller in talking:
+            if caller.started is None:
+                if caller.error:
+                    continue
+                still.append(caller)
+                continue
             assert caller.ws is not None
-            while caller.next_frame <= now and caller.next_frame < hang_up:
+            while plan.media and caller.next_frame <= now and caller.next_frame < caller.ends_at:
                 if window_start <= caller.next_frame < window_end:
                     caller.frames_in_window += 1
                 caller.next_frame += FRAME_SECONDS
@@ -177,10 +223,16 @@ async def _play(plan: Plan, callers: list[_Caller], t0: float) -> float:
                     await caller.ws.send(caller.media_message())
                 except WebSocketException as exc:
                     caller.error = caller.error or f"send: {exc}"
-                    caller.next_frame = hang_up
-        if now >= hang_up:
+                    caller.next_frame = caller.ends_at
+            if now >= caller.ends_at:
+                leaving.append(asyncio.create_task(_hang_up(caller)))
+            else:
+                still.append(caller)
+        talking = still
+        if now >= last and not waiting and not talking:
+            await asyncio.gather(*arriving, *leaving)
             return max_lag
-        tick = min(now + _TICK, hang_up)
+        tick = now + _TICK
         await asyncio.sleep(max(0.0, tick - time.monotonic()))
 
 
@@ -197,10 +249,10 @@ async def _hang_up(caller: _Caller) -> None:
         await asyncio.gather(caller.reader, return_exceptions=True)
 
 
-async def _work(plan: Plan, offsets: list[float], control: Connection) -> WorkerResult:
+async def _work(plan: Plan, offsets: list[tuple[float, str]], control: Connection) -> WorkerResult:
     cpu = time.process_time()
     loop = asyncio.get_running_loop()
-    callers = [_Caller(start_at=offset) for offset in offsets]
+    callers = [_Caller(start_at=offset, number=number) for offset, number in offsets]
     gate = asyncio.Semaphore(_CONNECTS_AT_ONCE)
 
     async def dial(caller: _Caller) -> None:
@@ -210,15 +262,17 @@ async def _work(plan: Plan, offsets: list[float], control: Connection) -> Worker
             except (OSError, httpx.HTTPError, WebSocketException, RuntimeError) as exc:
                 caller.error = f"dial: {type(exc).__name__}: {exc}"
 
-    async with httpx.AsyncClient(base_url=plan.base_url, timeout=30) as http:
-        await asyncio.gather(*(dial(c) for c in callers))
-    control.send("ready")
-    t0 = await loop.run_in_executor(None, control.recv)
-    connected = [c for c in callers if c.ws is not None]
-    for caller in connected:
-        caller.start_at += t0
-    max_lag = await _play(plan, connected, t0)
-    await asyncio.gather(*(_hang_up(c) for c in connected))
+    async with httpx.AsyncClient(
+        base_url=plan.base_url, timeout=30, limits=httpx.Limits(max_connections=None)
+    ) as http:
+        if plan.predial:
+            await asyncio.gather(*(dial(c) for c in callers))
+        control.send("ready")
+        t0 = await loop.run_in_executor(None, control.recv)
+        for caller in callers:
+            caller.start_at += t0
+        ready = [c for c in callers if not (plan.predial and c.ws is None)]
+        max_lag = await _play(plan, ready, t0, http)
     results = tuple(
         CallResult(
             ttfa=(c.first_audio - c.started)
@@ -226,6 +280,10 @@ async def _work(plan: Plan, offsets: list[float], control: Connection) -> Worker
             else None,
             frames_in_window=c.frames_in_window,
             error=c.error,
+            number=c.number,
+            setup=(c.started - c.dialled)
+            if c.started is not None and c.dialled is not None
+            else None,
         )
         for c in callers
     )
@@ -269,9 +327,11 @@ class CallerPool:
         sample: Callable[[], object] | None = None,
         lead: float = 0.3,
     ) -> tuple[list[WorkerResult], dict[str, object]]:
-        """Dial every call, start the clock, take `sample()` at each named time after T0."""
+        """Hand out the calls, start the clock, take `sample()` at each named time after T0."""
         count = len(self._controls)
-        slices = [list(plan.start_offsets[i::count]) for i in range(count)]
+        numbers = plan.numbers or (DEFAULT_NUMBER,) * len(plan.start_offsets)
+        calls = list(zip(plan.start_offsets, numbers, strict=True))
+        slices = [calls[i::count] for i in range(count)]
         busy = [(c, part) for c, part in zip(self._controls, slices, strict=True) if part]
         for control, part in busy:
             control.send((plan, part))

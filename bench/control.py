@@ -7,6 +7,7 @@ import asyncio
 import statistics
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,10 @@ def run_control_roundtrip(*, calls: int = 10) -> dict[str, Any]:
         running_in_thread(ttfb=0.0) as deepgram,
         running_cluster(workers=2, deepgram_url=deepgram.url, tmp_dir=Path(tmp)) as cluster,
     ):
-        return asyncio.run(_measure(cluster, calls))
+        result = asyncio.run(_measure(cluster, calls))
+        said = Counter((request.model, request.text) for request in deepgram.requests)
+        result["most_requests_per_text"] = max(said.values(), default=0)
+        return result
 
 
 async def _measure(cluster: Cluster, calls: int) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """The first-audio floor: a bare ASGI app that relays Deepgram's first audio to waiting callers.
 
 It does the least any server must do for an uncached greeting, with no framework: on a
-`start` it asks Deepgram once (raw HTTP/1.1 on one kept-alive connection) for every caller
-waiting, and sends each of them the next audio chunk as a `media` message the moment it
-arrives. What it adds to Deepgram's first byte, the machine and daphne add, not voicebridge.
+`start` it asks Deepgram once per called number (raw HTTP/1.1 on kept-alive connections it
+reuses) for every caller of that number waiting, with a text of its own each time, and sends
+each of them the next audio chunk as a `media` message the moment it arrives. What it adds to
+Deepgram's first byte, the machine and daphne add, not voicebridge.
 """
 
 from __future__ import annotations
@@ -25,51 +26,62 @@ TEXT_PREFIX = "relay floor"
 _SPEAK = f"/v1/speak?model={DEFAULT_VOICE}&encoding=mulaw&sample_rate=8000&container=none"
 
 Send = Any
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+def text_for(number: str, serial: int) -> str:
+    """The text this floor asks Deepgram for, distinct per called number and request."""
+    return f"{TEXT_PREFIX} {number} {os.getpid()} {serial}"
 
 
 class _Relay:
-    """The callers waiting for one greeting's first audio, and the connection that fetches it."""
+    """The callers waiting for first audio per called number, and the connections that fetch it."""
 
     def __init__(self) -> None:
-        self.waiting: list[tuple[Send, str]] = []
-        self.fetch: asyncio.Task[None] | None = None
-        self.connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self.waiting: dict[str, list[tuple[Send, str]]] = {}
+        self.fetches: dict[str, asyncio.Task[None]] = {}
+        self.idle: list[Connection] = []
         self.serial = itertools.count(1)
 
-    def join(self, send: Send, stream_sid: str) -> None:
-        """Wait for the first audio; ask Deepgram unless a request is already under way."""
-        self.waiting.append((send, stream_sid))
-        if self.fetch is None or self.fetch.done():
-            self.fetch = asyncio.get_running_loop().create_task(self._fetch())
+    def join(self, send: Send, stream_sid: str, number: str) -> None:
+        """Wait for the first audio; ask Deepgram unless this number's request is under way."""
+        self.waiting.setdefault(number, []).append((send, stream_sid))
+        if number not in self.fetches:
+            self.fetches[number] = asyncio.get_running_loop().create_task(self._fetch(number))
 
     async def close(self) -> None:
-        """Stop any request under way and close the connection."""
-        if self.fetch is not None:
-            self.fetch.cancel()
-            await asyncio.gather(self.fetch, return_exceptions=True)
-        if self.connection is not None:
-            self.connection[1].close()
-            await self.connection[1].wait_closed()
-            self.connection = None
+        """Stop any request under way and close the connections."""
+        fetches = list(self.fetches.values())
+        for fetch in fetches:
+            fetch.cancel()
+        await asyncio.gather(*fetches, return_exceptions=True)
+        for _, writer in self.idle:
+            writer.close()
+            await writer.wait_closed()
+        self.idle.clear()
 
-    async def _fetch(self) -> None:
+    async def _fetch(self, number: str) -> None:
+        connection = self.idle.pop() if self.idle else None
         try:
-            await self._ask()
+            if connection is None:
+                url = urlsplit(os.environ[DEEPGRAM_URL_VARIABLE])
+                connection = await asyncio.open_connection(url.hostname, url.port)
+            await self._ask(connection, number)
+            self.idle.append(connection)
         except (OSError, asyncio.IncompleteReadError, ValueError):
-            # The callers hear nothing and the benchmark reports them; the next burst reconnects.
-            if self.connection is not None:
-                self.connection[1].close()
-            self.connection = None
-            self.waiting.clear()
+            # The callers hear nothing and the benchmark reports them; the next call reconnects.
+            if connection is not None:
+                connection[1].close()
+            self.waiting.pop(number, None)
+        finally:
+            del self.fetches[number]
 
-    async def _ask(self) -> None:
-        url = urlsplit(os.environ[DEEPGRAM_URL_VARIABLE])
-        if self.connection is None:
-            self.connection = await asyncio.open_connection(url.hostname, url.port)
-        reader, writer = self.connection
-        body = json.dumps({"text": f"{TEXT_PREFIX} {os.getpid()} {next(self.serial)}"}).encode()
+    async def _ask(self, connection: Connection, number: str) -> None:
+        reader, writer = connection
+        host = urlsplit(os.environ[DEEPGRAM_URL_VARIABLE]).netloc
+        body = json.dumps({"text": text_for(number, next(self.serial))}).encode()
         writer.write(
-            f"POST {_SPEAK} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+            f"POST {_SPEAK} HTTP/1.1\r\nHost: {host}\r\n"
             "Authorization: Token benchmark-key\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body
@@ -79,8 +91,7 @@ class _Relay:
             raise ValueError(head.split(b"\r\n", 1)[0].decode(errors="replace"))
         while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
             chunk = (await reader.readexactly(size + 2))[:-2]
-            waiting, self.waiting = self.waiting, []
-            for send, stream_sid in waiting:
+            for send, stream_sid in self.waiting.pop(number, []):
                 await send({"type": "websocket.send", "text": media_message(stream_sid, chunk)})
         await reader.readuntil(b"\r\n")
 
@@ -90,9 +101,11 @@ _relay = _Relay()
 
 def _on_text(text: str, send: Send) -> None:
     if is_start(text):
-        _relay.join(send, json.loads(text)["streamSid"])
+        start = json.loads(text)
+        number = start["start"].get("customParameters", {}).get("to", "")
+        _relay.join(send, start["streamSid"], number)
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Accept a call, relay the first audio after its `start`, drop every other frame."""
+    """Answer the webhook, relay the first audio after a call's `start`, drop other frames."""
     await serve(scope, receive, send, _on_text)

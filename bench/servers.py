@@ -6,7 +6,7 @@ import re
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from bench.callers import TWILIO_AUTH_TOKEN
+from bench.floor_webhook import AUTH_TOKEN_VARIABLE
 from bench.relay_floor import DEEPGRAM_URL_VARIABLE
 from calls.speech.voices import DEFAULT_VOICE
 from devtools.devserver import (
@@ -99,6 +100,22 @@ class Voicebridge:
         with sqlite3.connect(self.database) as db:
             db.execute("UPDATE calls_greeting SET text = ? WHERE is_default", (text,))
 
+    def route_numbers(self, routes: Sequence[tuple[str, str]]) -> None:
+        """Give each called number a greeting of its own with the given text."""
+        with sqlite3.connect(self.database) as db:
+            for number, text in routes:
+                greeting = db.execute(
+                    "INSERT INTO calls_greeting (name, text, voice, say_text, is_default,"
+                    " created_at, updated_at) VALUES (?, ?, 'aura-asteria-en', '', 0,"
+                    " datetime('now'), datetime('now'))",
+                    (f"bench {number}", text),
+                ).lastrowid
+                db.execute(
+                    "INSERT INTO calls_phonenumber (number, greeting_id, created_at, updated_at)"
+                    " VALUES (?, ?, datetime('now'), datetime('now'))",
+                    (number, greeting),
+                )
+
     def last_call(self) -> tuple[str, bool | None]:
         """Return the status and from_cache of the latest Call row."""
         with sqlite3.connect(self.database) as db:
@@ -108,7 +125,9 @@ class Voicebridge:
         return (row[0], None if row[1] is None else bool(row[1]))
 
 
-def prepare_voicebridge(workdir: Path, deepgram_url: str) -> Voicebridge:
+def prepare_voicebridge(
+    workdir: Path, deepgram_url: str, *, deepgram_concurrency: int
+) -> Voicebridge:
     """Create the database, migrate it and add an admin user."""
     env = server_env(
         {
@@ -119,6 +138,8 @@ def prepare_voicebridge(workdir: Path, deepgram_url: str) -> Voicebridge:
             "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
             "DEEPGRAM_API_URL": deepgram_url,
             "DEEPGRAM_API_KEY": "benchmark-key",
+            # Deepgram's project limit is not what is measured: the cap stays above the load.
+            "DEEPGRAM_MAX_CONCURRENCY": str(deepgram_concurrency),
             # Signed like production: the callers sign, the server checks every signature.
             "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
             "LOG_LEVEL": "WARNING",
@@ -143,14 +164,15 @@ def prepare_voicebridge(workdir: Path, deepgram_url: str) -> Voicebridge:
 def floor(workdir: Path, application: str = FLOOR_APPLICATION) -> Iterator[RunningServer]:
     """Serve a bare ASGI floor app under the same daphne (by default the one dropping frames)."""
     log = workdir / f"{application.split(':')[0].rsplit('.', 1)[-1]}.log"
-    with running_daphne(server_env({}), log, application=application) as server:
+    env = server_env({AUTH_TOKEN_VARIABLE: TWILIO_AUTH_TOKEN})
+    with running_daphne(env, log, application=application) as server:
         yield server
 
 
 @contextmanager
 def relay_floor(workdir: Path, deepgram_url: str) -> Iterator[RunningServer]:
     """Serve the first-audio floor app with the same daphne, asking the fake at `deepgram_url`."""
-    env = server_env({DEEPGRAM_URL_VARIABLE: deepgram_url})
+    env = server_env({DEEPGRAM_URL_VARIABLE: deepgram_url, AUTH_TOKEN_VARIABLE: TWILIO_AUTH_TOKEN})
     log = workdir / "relay-floor.log"
     with running_daphne(env, log, application=RELAY_FLOOR_APPLICATION) as server:
         yield server

@@ -24,24 +24,36 @@ def test_a_small_benchmark_run_prints_its_table_and_writes_json(tmp_path: Path) 
             "--calls",
             "1",
             "2",
+            "--uncached",
+            "1",
+            "2",
             "--rounds",
             "1",
             "--out",
             str(tmp_path),
         ]
-        + ["--media-calls", "2", "--duration", "0.5", "--processes", "1", "--long-calls", "0"],
+        + ["--media-calls", "2", "--duration", "0.5", "--processes", "1", "--long-calls", "0"]
+        + ["--setup-calls", "3", "--single", "2", "--control-calls", "0"],
         cwd=PROJECT_DIR,
         capture_output=True,
         text=True,
         timeout=180,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "Deepgram requests per greeting" in run.stdout
+    assert "Deepgram requests per (voice, text)" in run.stdout
+    assert "server CPU per call set-up" in run.stdout
     (written,) = tmp_path.glob("bench-*.json")
     figures = json.loads(written.read_text())["figures"]
-    assert figures["deepgram"]["requests"] == 4
-    # Both callers of the first-audio floor heard audio.
+    # The default greeting, a text of its own for each of the four uncached calls, the edit.
+    assert figures["deepgram"]["requests"] == 6
+    assert figures["deepgram"]["most"] == 1
+    # Every uncached call was matched with its own Deepgram request, on both servers.
+    assert figures["server_overhead_uncached_1"]["count"] == 2
+    assert figures["server_overhead_uncached_2"]["count"] == 2
     assert figures["floor_overhead_uncached_2"]["count"] == 2
+    # Every set-up call dialled on arrival, on both servers.
+    assert figures["setup_latency_ms"]["voicebridge"]["count"] == 3
+    assert figures["setup_latency_ms"]["held"]["count"] == 3
     # And both callers of the cached-greeting floor.
     assert figures["floor_ttfa_cached_2"]["count"] == 2
     assert figures["cpu_seconds_cached_arrivals"]["voicebridge"] >= 0
@@ -74,4 +86,4 @@ def test_the_long_calls_phase_alone_reports_kept_and_dropped_calls(tmp_path: Pat
     assert "long calls on Redis + PostgreSQL, two workers" in run.stdout
     assert "every call kept" in run.stdout
     # Nothing but the long calls ran.
-    assert "Deepgram requests per greeting" not in run.stdout
+    assert "Deepgram requests per (voice, text)" not in run.stdout

@@ -10,6 +10,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from bench import relay_floor
+from bench.assess import relay_number
 from devtools.fake_deepgram import FakeDeepgram, fake_audio
 from tests import frames
 
@@ -64,3 +65,25 @@ async def test_a_later_burst_asks_again_on_the_same_connection(deepgram: FakeDee
         await communicator.disconnect()
     assert len(deepgram.requests) == 2
     assert deepgram.connections_opened == 1
+
+
+async def test_callers_of_different_numbers_get_requests_of_their_own(
+    deepgram: FakeDeepgram,
+) -> None:
+    callers = []
+    for i, number in enumerate(("+15550000001", "+15550000002")):
+        communicator = WebsocketCommunicator(relay_floor.application, "/")
+        connected, _ = await communicator.connect()
+        assert connected
+        start = json.loads(frames.start({"to": number}))
+        start["streamSid"] = start["start"]["streamSid"] = f"MZ{i:032x}"
+        await communicator.send_to(text_data=json.dumps(start))
+        callers.append(communicator)
+    for communicator in callers:
+        await first_media(communicator)
+    assert sorted(relay_number(r.text) for r in deepgram.requests) == [
+        "+15550000001",
+        "+15550000002",
+    ]
+    for communicator in callers:
+        await communicator.disconnect()
