@@ -311,11 +311,20 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         if self._start_timer is not None:
             self._start_timer.cancel()
         if self._finishing is None:
-            if self.start is None or self._call_row is None:
+            if self.start is None:
                 return
-            self._finishing = asyncio.get_running_loop().create_task(self._end_call())
+            # A stream that ended during its own start has no record yet, only live control.
+            ending = self._end_call() if self._call_row is not None else self._end_start()
+            self._finishing = asyncio.get_running_loop().create_task(ending)
         # Shielded: a server being stopped cancels this consumer, but the record must be written.
         await asyncio.shield(self._finishing)
+
+    async def _end_start(self) -> None:
+        assert self.start is not None
+        drain.untrack(self._hand_over)
+        await self._leave(self.start.call_sid)
+        if self.player is not None:
+            await self.player.close()
 
     async def _end_call(self) -> None:
         assert self.start is not None and self._call_row is not None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.cache import caches
@@ -32,6 +34,13 @@ async def admin_client() -> AsyncClient:
     return client
 
 
+async def recorded(call_sid: str) -> None:
+    """Wait for the call's row: rows are written in batches, moments after the call starts."""
+    async with asyncio.timeout(5):
+        while not await Call.objects.filter(call_sid=call_sid).aexists():
+            await asyncio.sleep(0.01)
+
+
 async def test_the_call_log_links_to_live_calls(admin_client: AsyncClient) -> None:
     page = await admin_client.get("/admin/calls/call/")
     assert page.status_code == 200
@@ -46,6 +55,7 @@ async def test_live_calls_are_listed_and_controlled(
     communicator = await open_live_stream()
     await audio_until_mark(communicator)
     await played(communicator, GREETING_MARK)
+    await recorded(frames.CALL_SID)
     page = await admin_client.get(LIVE_URL)
     assert frames.CALL_SID.encode() in page.content
 
