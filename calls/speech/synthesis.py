@@ -7,7 +7,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import os
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -26,8 +25,6 @@ logger = logging.getLogger(__name__)
 
 # One second of 8 kHz mu-law: the most audio one Twilio `media` message carries.
 MAX_CHUNK_BYTES = 8000
-# Callers waiting for a synthesis' next audio are woken this many per turn of the event loop.
-WAKE_BATCH = 5
 
 
 class Synthesis:
@@ -50,9 +47,6 @@ class Synthesis:
         """Ask Deepgram from its own loop; the audio comes back to this loop as it arrives."""
         self._owner = asyncio.get_running_loop()
         self._fetch = deepgram_io.submit(self._fetch_all())
-        # The request must leave before this loop reads on through a burst of calls: in the
-        # first burst after a quiet spell the Deepgram thread otherwise waited 0.9 to 2.3 ms.
-        hand_over_cpu()
 
     async def _fetch_all(self) -> None:
         """Stream every piece of the text into the buffer, then cache the whole (Deepgram loop)."""
@@ -65,9 +59,6 @@ class Synthesis:
                     async for chunk in stream:
                         audio += chunk
                         self._to_owner(self._arrived, chunk)
-                        # Otherwise the server's loop waits for this chunk while this thread
-                        # reads on into httpx until its next read blocks (about 0.1 ms).
-                        hand_over_cpu()
         except TTSError as exc:
             error = exc
         except Exception as exc:
@@ -132,18 +123,9 @@ class Synthesis:
 
     def _wake(self) -> None:
         waiting, self._waiting = self._waiting, []
-        self._wake_from(waiting, 0)
-
-    def _wake_from(self, waiting: list[asyncio.Future[None]], first: int) -> None:
-        """Wake WAKE_BATCH listeners from `first` on, and the next batch on the loop's next turn."""
-        # daphne writes a message to its socket only when the loop next polls: woken all at
-        # once, a burst's first callers waited for every other caller's message to be made.
-        end = first + WAKE_BATCH
-        for more in waiting[first:end]:
+        for more in waiting:
             if not more.done():
                 more.set_result(None)
-        if end < len(waiting):
-            asyncio.get_running_loop().call_soon(self._wake_from, waiting, end)
 
 
 @dataclass(frozen=True)
@@ -203,12 +185,6 @@ def _synthesize(key: str, voice: str, text: str) -> Speech:
         _inflight()[key] = synthesis
         synthesis.start()
     return Speech(voice, text, from_cache=False, synthesis=synthesis)
-
-
-def hand_over_cpu() -> None:
-    """Let the other thread, which has just been given work, run now with the core and the GIL."""
-    if hasattr(os, "sched_yield"):
-        os.sched_yield()
 
 
 Describe = Callable[[], Awaitable[tuple[str, str]]]

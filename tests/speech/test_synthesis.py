@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from contextlib import aclosing
 
 import pytest
 from django.core.cache import caches
 
-from calls.speech import deepgram_io, synthesis
+from calls.speech import synthesis
 from calls.speech.cache import CACHE_ALIAS, MemoryCache, memory
 from calls.speech.deepgram import TTSError
 from calls.speech.synthesis import Speech, open_cached, open_keyed, open_speech, render
@@ -185,57 +184,18 @@ async def test_a_key_this_process_answered_starts_deepgram_with_no_await(
     assert len(deepgram.requests) == 1
 
 
-async def test_each_thread_hands_the_cpu_to_the_other_when_it_gives_it_work(
-    deepgram: FakeDeepgram,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    steps: dict[str, list[str]] = {}
-
-    def note(step: str) -> None:
-        steps.setdefault(threading.current_thread().name, []).append(step)
-
-    submit = deepgram_io.submit
-    to_owner = synthesis.Synthesis._to_owner
-
-    def submitting(coroutine):  # noqa: ANN001, ANN202
-        note("submit")
-        return submit(coroutine)
-
-    def noting(request: synthesis.Synthesis, callback, *args) -> None:  # noqa: ANN001
-        note(callback.__name__)
-        to_owner(request, callback, *args)
-
-    monkeypatch.setattr(deepgram_io, "submit", submitting)
-    monkeypatch.setattr(synthesis.Synthesis, "_to_owner", noting)
-    monkeypatch.setattr(synthesis, "hand_over_cpu", lambda: note("hand over"))
-    assert await heard(await open_speech(VOICE, TEXT)) == fake_audio(VOICE, TEXT)
-    # The server's loop, once it has asked Deepgram.
-    assert steps.pop(threading.current_thread().name) == ["submit", "hand over"]
-    # The Deepgram thread, once per chunk it passes back.
-    [deepgram_side] = steps.values()
-    chunks = deepgram_side.count("_arrived")
-    assert chunks >= 1
-    assert deepgram_side == ["_arrived", "hand over"] * chunks + ["_finished"]
-
-
-async def test_callers_waiting_for_audio_are_woken_a_batch_per_turn_of_the_loop() -> None:
+async def test_every_caller_waiting_for_audio_hears_it_in_full() -> None:
     request = synthesis.Synthesis("key", VOICE, TEXT)
-    heard_at: list[int] = []
+    heard: dict[int, bytes] = {}
 
     async def listen(number: int) -> None:
         async with aclosing(request.chunks()) as chunks:
-            async for _ in chunks:
-                heard_at.append(number)
+            heard[number] = b"".join([chunk async for chunk in chunks])
 
     listeners = [asyncio.create_task(listen(n)) for n in range(12)]
     await asyncio.sleep(0)
-    request._arrived(b"\xff" * 160)
-    turns = []
-    while len(heard_at) < 12:
-        await asyncio.sleep(0)
-        turns.append(len(heard_at))
-    # The first callers' audio is ready to leave before the last are served, in their order.
-    assert turns[:3] == [synthesis.WAKE_BATCH, 2 * synthesis.WAKE_BATCH, 12]
-    assert heard_at == list(range(12))
+    request._arrived(b"\x01" * 160)
+    request._arrived(b"\x02" * 160)
     request._finished(None)
     await asyncio.gather(*listeners)
+    assert heard == {n: b"\x01" * 160 + b"\x02" * 160 for n in range(12)}
