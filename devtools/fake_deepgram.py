@@ -8,6 +8,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import re
 import signal
 import threading
@@ -71,18 +72,33 @@ def fake_audio(model: str, text: str) -> bytes:
 
 @functools.lru_cache(maxsize=32)
 def _fake_audio(model: str, text: str) -> bytes:
-    """Expand sha256(model NUL text) in counter mode to 10 ms of 8 kHz audio per character."""
+    """Test tones, 10 ms of 8 kHz audio per character, a pitch per word, marked by the text."""
     length = max(_MIN_AUDIO_BYTES, _BYTES_PER_CHAR * len(text))
     # surrogatepass: JSON bodies may carry lone surrogates ("\ud800") and must not crash us.
     seed = hashlib.sha256(f"{model}\0{text}".encode("utf-8", "surrogatepass")).digest()
     blocks = -(-length // 32)
-    audio = bytearray(
-        b"".join(hashlib.sha256(seed + i.to_bytes(8, "big")).digest() for i in range(blocks))
-    )
-    del audio[length:]
+    # One bit of every sample (a quantisation step, not heard) tells (model, text) apart.
+    marks = b"".join(hashlib.sha256(seed + i.to_bytes(8, "big")).digest() for i in range(blocks))
+    word = 0
+    audio = bytearray(length)
+    for n in range(length):
+        if n % _BYTES_PER_CHAR == 0 and n // _BYTES_PER_CHAR < len(text):
+            word += text[n // _BYTES_PER_CHAR] == " "
+        hertz = 330 + 55 * (seed[word % len(seed)] % 12)
+        sample = int(6000 * math.sin(2 * math.pi * hertz * n / BYTES_PER_SECOND))
+        audio[n] = _mulaw(sample) ^ (marks[n] & 1)
     # A UTF-8 continuation byte first: the audio can never decode as text, let alone JSON or RIFF.
     audio[0] = 0x80 | (audio[0] & 0x3F)
     return bytes(audio)
+
+
+def _mulaw(sample: int) -> int:
+    """Encode one 16-bit linear sample as G.711 mu-law."""
+    sign = 0x80 if sample < 0 else 0
+    magnitude = min(abs(sample), 32635) + 0x84
+    exponent = min(7, max(0, magnitude.bit_length() - 8))
+    mantissa = (magnitude >> (exponent + 3)) & 0x0F
+    return ~(sign | (exponent << 4) | mantissa) & 0xFF
 
 
 @dataclass(frozen=True)
