@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from devtools.devserver import PROJECT_DIR
 POSTGRES = "postgres://voicebridge:secret@db.internal:5432/voicebridge"
 
 
-def database_options(**env: str) -> dict[str, object]:
+def database_options(**env: str) -> dict[str, Any]:
     """Import the settings in a fresh interpreter with `env` and return the database's OPTIONS."""
     options = read_settings("DATABASES['default'].get('OPTIONS', {})", **env)
     assert isinstance(options, dict)
