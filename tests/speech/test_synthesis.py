@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
 from contextlib import aclosing
+from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.cache import caches
+from pytest_django.fixtures import Settings
 
 from calls.speech import deepgram_io, synthesis
 from calls.speech.cache import CACHE_ALIAS, MemoryCache, memory
@@ -161,8 +166,8 @@ async def test_a_caller_leaving_does_not_cancel_the_others_lookup(
 
 async def test_a_key_this_process_answered_starts_deepgram_with_no_await(
     deepgram: FakeDeepgram,
-    settings,
-    tmp_path,  # noqa: ANN001
+    settings: Settings,
+    tmp_path: Path,
 ) -> None:
     settings.CACHES = {
         **settings.CACHES,
@@ -197,11 +202,11 @@ async def test_each_thread_hands_the_cpu_to_the_other_when_it_gives_it_work(
     submit = deepgram_io.submit
     to_owner = synthesis.Synthesis._to_owner
 
-    def submitting(coroutine):  # noqa: ANN001, ANN202
+    def submitting(coroutine: Coroutine[Any, Any, Any]) -> Future[Any]:
         note("submit")
         return submit(coroutine)
 
-    def noting(request: synthesis.Synthesis, callback, *args) -> None:  # noqa: ANN001
+    def noting(request: synthesis.Synthesis, callback: Callable[..., None], *args: object) -> None:
         note(callback.__name__)
         to_owner(request, callback, *args)
 
