@@ -85,11 +85,11 @@ def test_a_thousand_idle_connections_are_closed_and_a_call_gets_through(
     try:
         while closed < 1000 and time.monotonic() < deadline:
             for key, _ in selector.select(timeout=0.2):
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
-                assert sock.recv(1) == b""
-                selector.unregister(sock)
-                sock.close()
+                ready = key.fileobj
+                assert isinstance(ready, socket.socket)
+                assert ready.recv(1) == b""
+                selector.unregister(ready)
+                ready.close()
                 closed += 1
     finally:
         for key in list(selector.get_map().values()):

@@ -203,6 +203,7 @@ async def test_calls_survive_redis_stopping_and_everything_recovers_when_it_retu
         log = worker.log()
         assert log.count("channel layer: Redis unreachable") <= 1, log[-3000:]
         assert "Traceback" not in log, log[-3000:]
+    assert new_call.first_audio_after is not None
     print(
         f"\nRedis outage figures: stop to API 503 {to_503 * 1000:.0f} ms;"
         f" new call's first audio while down {new_call.first_audio_after * 1000:.0f} ms;"
