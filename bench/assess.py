@@ -6,6 +6,7 @@ import argparse
 import math
 from collections import Counter
 from collections.abc import Callable
+from typing import cast
 
 from bench import procstat
 from bench.long_calls import long_call_rows
@@ -131,14 +132,14 @@ def cached_rows(
     )
     figures["cpu_seconds_cached_arrivals"] = {"voicebridge": cpu["cached"], "floor": cpu["held"]}
     if "burst" not in args.skip:
-        ours, held = (spread(phases[f"burst-{t}"].ttfa) for t in ("voicebridge", "held"))
+        burst, burst_floor = (spread(phases[f"burst-{t}"].ttfa) for t in ("voicebridge", "held"))
         rows.append(
             Row(
                 f"TTFA cached, {largest} calls dialled ahead, same-ms start (ms)",
-                f"{ours}; floor p99 {held.p99:.1f}",
+                f"{burst}; floor p99 {burst_floor.p99:.1f}",
             )
         )
-        figures["ttfa_cached_burst"] = {"voicebridge": ours, "floor": held}
+        figures["ttfa_cached_burst"] = {"voicebridge": burst, "floor": burst_floor}
 
 
 def unheard(phase: Phase) -> str:
@@ -287,7 +288,8 @@ def restart_rows(
         ("after_restart", "first call after a restart"),
         ("deepgram_down", "a call while Deepgram is down"),
     ):
-        status, from_cache = checks[key]  # type: ignore[misc]
+        # Each of these checks holds Voicebridge.last_call()'s answer.
+        status, from_cache = cast(tuple[str, bool | None], checks[key])
         phase = phases[key.replace("_", "-")]
         ttfa = f", TTFA {phase.ttfa[0] * 1000:.1f} ms" if phase.ttfa else ", no audio"
         rows.append(

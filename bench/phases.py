@@ -6,6 +6,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
 from bench import procstat
 from bench.callers import CallerPool, CallResult, Plan
@@ -65,7 +66,8 @@ def run_phase(
         max_tick_lag=max(w.max_tick_lag for w in workers),
         client_cpu=sum(w.cpu_seconds for w in workers),
         results=calls,
-        samples=samples,  # type: ignore[arg-type]
+        # The pool's sampler here is procstat.sample.
+        samples=cast(dict[str, procstat.Sample], samples),
     )
     summary = f"TTFA ms p50/p95/p99/max {spread(phase.ttfa)}" if expect_audio else ""
     problems = f", {len(errors)} errors (first: {errors[0]})" if errors else ""

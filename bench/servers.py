@@ -192,12 +192,17 @@ def save_greeting_in_admin(base_url: str, text: str) -> None:
             jar.update(response.cookies.items())
             return response
 
+        def csrf_token(page: httpx.Response) -> str:
+            match = token.search(page.text)
+            assert match is not None, f"no CSRF token in {page.url}"
+            return match[1]
+
         page = request("GET", "/admin/login/")
         login = request(
             "POST",
             "/admin/login/?next=/admin/",
             data={
-                "csrfmiddlewaretoken": token.search(page.text)[1],
+                "csrfmiddlewaretoken": csrf_token(page),
                 "username": ADMIN_USER,
                 "password": ADMIN_PASSWORD,
             },
@@ -209,7 +214,7 @@ def save_greeting_in_admin(base_url: str, text: str) -> None:
             "POST",
             "/admin/calls/greeting/1/change/",
             data={
-                "csrfmiddlewaretoken": token.search(form.text)[1],
+                "csrfmiddlewaretoken": csrf_token(form),
                 "name": "Default",
                 "say_text": "",
                 "text": text,

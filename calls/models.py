@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from datetime import timedelta
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
@@ -53,11 +55,11 @@ class Greeting(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.is_default:
             # Marking this one the default takes the mark from any other.
             Greeting.objects.filter(is_default=True).exclude(pk=self.pk).update(is_default=False)
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        super().save(*args, **kwargs)
 
 
 # Twilio sends `To` in E.164: a plus, a country code, at most 15 digits in all.
@@ -98,9 +100,9 @@ class PhoneNumber(models.Model):
     def __str__(self) -> str:
         return self.number
 
-    def clean_fields(self, exclude: object = None) -> None:
+    def clean_fields(self, exclude: Collection[str] | None = None) -> None:
         self.number = normalize_number(self.number or "")
-        super().clean_fields(exclude)  # type: ignore[arg-type]
+        super().clean_fields(exclude)
 
 
 class Call(models.Model):

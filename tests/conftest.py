@@ -8,6 +8,7 @@ import pytest
 from asgiref.sync import SyncToAsync
 from django.core.cache import caches
 from django.db import connections
+from pytest_django.fixtures import Settings
 
 from calls.speech import deepgram_io, synthesis
 from calls.speech.cache import CACHE_ALIAS, memory
@@ -35,7 +36,7 @@ def close_sync_thread_connections() -> Iterator[None]:
 
 
 @pytest.fixture
-async def deepgram(settings) -> AsyncIterator[FakeDeepgram]:  # noqa: ANN001
+async def deepgram(settings: Settings) -> AsyncIterator[FakeDeepgram]:
     """A fake Deepgram in this test's event loop, with settings pointing at it."""
     server = FakeDeepgram()
     await server.start()

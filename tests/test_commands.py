@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from pytest_django.fixtures import Settings
 
 from calls.records.queries import FALLBACK_GREETING
 from calls.speech.audio import mulaw_to_pcm16
@@ -46,7 +47,7 @@ def thread_deepgram() -> Iterator[FakeDeepgram]:
 
 
 @pytest.fixture
-def speak_deepgram(thread_deepgram: FakeDeepgram, settings) -> FakeDeepgram:  # noqa: ANN001
+def speak_deepgram(thread_deepgram: FakeDeepgram, settings: Settings) -> FakeDeepgram:
     thread_deepgram.reset()
     settings.DEEPGRAM_API_URL = thread_deepgram.url
     settings.DEEPGRAM_API_KEY = KEY
@@ -82,8 +83,8 @@ def test_speak_always_asks_deepgram_and_splits_long_text(
 
 def test_speak_says_what_to_do_about_a_bad_key(
     speak_deepgram: FakeDeepgram,
-    settings,
-    tmp_path: Path,  # noqa: ANN001
+    settings: Settings,
+    tmp_path: Path,
 ) -> None:
     settings.DEEPGRAM_API_KEY = "wrong-key"
     with pytest.raises(CommandError, match=r"answered 401.*check DEEPGRAM_API_KEY"):
@@ -93,8 +94,8 @@ def test_speak_says_what_to_do_about_a_bad_key(
 
 def test_speak_says_what_to_do_about_a_missing_key(
     speak_deepgram: FakeDeepgram,
-    settings,
-    tmp_path: Path,  # noqa: ANN001
+    settings: Settings,
+    tmp_path: Path,
 ) -> None:
     settings.DEEPGRAM_API_KEY = ""
     with pytest.raises(CommandError, match="Set DEEPGRAM_API_KEY"):

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from django.test import AsyncClient
+from pytest_django.fixtures import Settings
 
 from calls.server import drain
 from devtools.devserver import migrate, running_daphne
@@ -130,7 +131,7 @@ def test_readyz_is_ok_with_redis_as_cache_and_channel_layer(tmp_path: Path) -> N
     assert set(response.json()["checks"].values()) == {"ok"}
 
 
-async def test_the_probes_are_not_redirected_to_https(settings: object) -> None:
-    settings.SECURE_SSL_REDIRECT = True  # type: ignore[attr-defined]
+async def test_the_probes_are_not_redirected_to_https(settings: Settings) -> None:
+    settings.SECURE_SSL_REDIRECT = True
     assert (await AsyncClient().get("/healthz")).status_code == 200
     assert (await AsyncClient().get("/voice")).status_code == 301

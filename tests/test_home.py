@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from django.test import Client
+from pytest_django.fixtures import Settings
 
 
-def test_the_home_page_points_at_the_admin_and_the_webhook(client: Client, settings) -> None:  # noqa: ANN001
+def test_the_home_page_points_at_the_admin_and_the_webhook(
+    client: Client, settings: Settings
+) -> None:
     settings.TWILIO_AUTH_TOKEN = ""
     page = client.get("/")
     assert page.status_code == 200
@@ -16,7 +19,7 @@ def test_the_home_page_points_at_the_admin_and_the_webhook(client: Client, setti
     assert "TWILIO_AUTH_TOKEN" in text
 
 
-def test_a_configured_server_shows_no_warnings(client: Client, settings) -> None:  # noqa: ANN001
+def test_a_configured_server_shows_no_warnings(client: Client, settings: Settings) -> None:
     settings.TWILIO_AUTH_TOKEN = "token"
     settings.DEEPGRAM_API_KEY = "key"
     text = client.get("/").content.decode()

@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +16,7 @@ from devtools.devserver import PROJECT_DIR
 POSTGRES = "postgres://voicebridge:secret@db.internal:5432/voicebridge"
 
 
-def database_options(**env: str) -> dict[str, object]:
+def database_options(**env: str) -> dict[str, Any]:
     """Import the settings in a fresh interpreter with `env` and return the database's OPTIONS."""
     options = read_settings("DATABASES['default'].get('OPTIONS', {})", **env)
     assert isinstance(options, dict)
@@ -92,7 +94,7 @@ def test_malloc_arenas_are_capped_at_two_unless_told() -> None:
     assert read_settings("MALLOC_ARENA_MAX", MALLOC_ARENA_MAX="0") == 0
 
 
-def test_a_dotenv_file_is_read_and_the_environment_wins(tmp_path) -> None:  # noqa: ANN001
+def test_a_dotenv_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("STALE_CALL_SECONDS=77\nPUBLIC_URL=https://from-the-file.example\n")
     read = read_settings(
@@ -103,7 +105,7 @@ def test_a_dotenv_file_is_read_and_the_environment_wins(tmp_path) -> None:  # no
     assert read == "https://from-the-environment.example 77"
 
 
-def test_manage_py_reads_the_same_dotenv_file(tmp_path) -> None:  # noqa: ANN001
+def test_manage_py_reads_the_same_dotenv_file(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("DEEPGRAM_API_KEY=key-from-the-file\n")
     script = "from django.conf import settings; print(settings.DEEPGRAM_API_KEY)"

@@ -3,34 +3,51 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import pytest
 from django.db import OperationalError, connection
 from django.test import Client
+from pytest_django.fixtures import Settings
 
 from calls.models import Greeting, PhoneNumber
 from calls.records.queries import FALLBACK_GREETING
 from calls.records.remembered_greetings import remembered
 from calls.speech.text import speech_key
 
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
+
 pytestmark = pytest.mark.django_db
 
 
-def twiml(response) -> ET.Element:  # noqa: ANN001
+def twiml(response: TestResponse) -> ET.Element:
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/xml")
     return ET.fromstring(response.content)
 
 
+def find(root: ET.Element, path: str) -> ET.Element:
+    """The element at `path`, which the answer must have."""
+    element = root.find(path)
+    assert element is not None, path
+    return element
+
+
+def parameters(elements: Iterable[ET.Element]) -> dict[str, str]:
+    """A <Stream>'s custom parameters by name."""
+    return {p.attrib["name"]: p.attrib["value"] for p in elements}
+
+
 def test_default_install_says_notice_then_streams(client: Client) -> None:
     root = twiml(client.post("/voice", {"CallSid": "CA1", "From": "+1555", "To": "+1666"}))
     assert [child.tag for child in root] == ["Say", "Connect"]
-    assert root.find("Say").text == FALLBACK_GREETING.say_text
-    stream = root.find("Connect/Stream")
+    assert find(root, "Say").text == FALLBACK_GREETING.say_text
+    stream = find(root, "Connect/Stream")
     assert stream.get("url") == "ws://testserver/twilio"
-    params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+    params = parameters(stream.findall("Parameter"))
     greeting = Greeting.objects.get(is_default=True)
     assert params["greeting"] == str(greeting.pk)
     assert params["speech"] == speech_key(FALLBACK_GREETING.voice, FALLBACK_GREETING.text)
@@ -42,28 +59,28 @@ def test_get_works_too(client: Client) -> None:
     assert twiml(client.get("/voice")).find("Connect/Stream") is not None
 
 
-def test_public_url_gives_wss_stream(client: Client, settings) -> None:  # noqa: ANN001
+def test_public_url_gives_wss_stream(client: Client, settings: Settings) -> None:
     settings.PUBLIC_URL = "https://abc.ngrok.app"
-    stream = twiml(client.post("/voice")).find("Connect/Stream")
+    stream = find(twiml(client.post("/voice")), "Connect/Stream")
     assert stream.get("url") == "wss://abc.ngrok.app/twilio"
-    assert "?" not in stream.get("url")
+    assert "?" not in stream.get("url", "")
 
 
-def test_https_request_gives_wss_when_proxy_is_trusted(client: Client, settings) -> None:  # noqa: ANN001
+def test_https_request_gives_wss_when_proxy_is_trusted(client: Client, settings: Settings) -> None:
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     settings.USE_X_FORWARDED_HOST = True
     settings.ALLOWED_HOSTS = ["public.example"]
     response = client.post(
         "/voice", HTTP_X_FORWARDED_PROTO="https", HTTP_X_FORWARDED_HOST="public.example"
     )
-    assert twiml(response).find("Connect/Stream").get("url") == "wss://public.example/twilio"
+    assert find(twiml(response), "Connect/Stream").get("url") == "wss://public.example/twilio"
 
 
 def test_forwarded_headers_ignored_unless_trusted(client: Client) -> None:
     response = client.post(
         "/voice", HTTP_X_FORWARDED_PROTO="https", HTTP_X_FORWARDED_HOST="evil.example"
     )
-    assert twiml(response).find("Connect/Stream").get("url") == "ws://testserver/twilio"
+    assert find(twiml(response), "Connect/Stream").get("url") == "ws://testserver/twilio"
 
 
 def test_blank_say_text_means_no_say(client: Client) -> None:
@@ -75,8 +92,8 @@ def test_blank_say_text_means_no_say(client: Client) -> None:
 def test_text_is_xml_escaped(client: Client) -> None:
     Greeting.objects.update(say_text='Tom & Jerry <say> "hi"')
     root = twiml(client.post("/voice", {"From": '"<&>'}))
-    assert root.find("Say").text == 'Tom & Jerry <say> "hi"'
-    params = {p.get("name"): p.get("value") for p in root.findall("Connect/Stream/Parameter")}
+    assert find(root, "Say").text == 'Tom & Jerry <say> "hi"'
+    params = parameters(root.findall("Connect/Stream/Parameter"))
     assert params["from"] == '"<&>'
 
 
@@ -107,7 +124,7 @@ def answer(client: Client, to: str) -> tuple[str | None, dict[str, str]]:
     root = twiml(client.post("/voice", {"CallSid": "CA1", "To": to}))
     assert root.find("Connect/Stream") is not None
     say = root.find("Say")
-    params = {p.get("name"): p.get("value") for p in root.findall("Connect/Stream/Parameter")}
+    params = parameters(root.findall("Connect/Stream/Parameter"))
     return (say.text if say is not None else None), params
 
 

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from django.test import Client
 from django.utils import timezone
+from pytest_django.fixtures import Settings
 
 from calls.models import Call, Greeting
 from calls.records.queries import FALLBACK_GREETING
@@ -64,7 +65,9 @@ def test_stream_that_ended_mid_call_is_started_again(client: Client) -> None:
     assert params["greeting"] == str(greeting.pk)
     assert params["to"] == "+1666"
     assert params["token"]
-    assert connect.get("action").endswith(f"/voice/after-stream?greeting={greeting.pk}&resumes=1")
+    assert connect.get("action", "").endswith(
+        f"/voice/after-stream?greeting={greeting.pk}&resumes=1"
+    )
 
 
 def test_a_call_with_no_record_yet_is_started_again(client: Client) -> None:
@@ -72,7 +75,9 @@ def test_a_call_with_no_record_yet_is_started_again(client: Client) -> None:
     assert stream(client, "CA-unknown", "?greeting=") is not None
 
 
-def test_streams_are_started_again_a_bounded_number_of_times(client: Client, settings) -> None:  # noqa: ANN001
+def test_streams_are_started_again_a_bounded_number_of_times(
+    client: Client, settings: Settings
+) -> None:
     settings.MAX_STREAM_RESUMES = 2
     make_call()
     assert stream(client, "CA1", "?resumes=1") is not None
@@ -82,7 +87,7 @@ def test_streams_are_started_again_a_bounded_number_of_times(client: Client, set
 
 def test_a_stream_that_never_started_ends_with_the_default_greeting_said(
     client: Client,
-    settings,  # noqa: ANN001
+    settings: Settings,
 ) -> None:
     settings.MAX_STREAM_RESUMES = 0
     assert verbs(client, "CA-unknown") == [("Say", FALLBACK_GREETING.text), ("Hangup", None)]
@@ -98,7 +103,8 @@ def test_a_call_twilio_says_is_over_is_hung_up(client: Client, status: str) -> N
 def test_voice_answer_points_connect_at_the_after_stream_webhook(client: Client) -> None:
     response = client.post("/voice", {"CallSid": "CA1"})
     connect = ET.fromstring(response.content).find("Connect")
-    assert connect.get("action").startswith("http://testserver/voice/after-stream?greeting=")
+    assert connect is not None
+    assert connect.get("action", "").startswith("http://testserver/voice/after-stream?greeting=")
 
 
 def test_get_is_refused(client: Client) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from dotenv import load_dotenv
@@ -163,7 +164,7 @@ if REDIS_URL:
         "socket_timeout": float(os.environ.get("REDIS_CACHE_TIMEOUT", "1.0")),
         "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
     }
-    CACHES = {
+    CACHES: dict[str, dict[str, Any]] = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,

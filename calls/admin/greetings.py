@@ -84,6 +84,8 @@ class GreetingAdmin(admin.ModelAdmin):
             return format_html(
                 'No number is routed to this greeting. <a href="{}">Route a number</a>', routes
             )
+        # Numbers are listed for a saved greeting only.
+        assert obj is not None
         return format_html(
             '{} <a href="{}?greeting__id__exact={}">Edit routes</a>',
             ", ".join(numbers),

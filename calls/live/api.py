@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import wraps
 from typing import Any
 
@@ -18,7 +18,8 @@ from calls.live import commands
 logger = logging.getLogger(__name__)
 
 Command = Callable[[HttpRequest, str], Awaitable[None]]
-View = Callable[[HttpRequest, str], Awaitable[JsonResponse]]
+# A coroutine function, which Django's path() tells apart from a sync view.
+View = Callable[[HttpRequest, str], Coroutine[Any, Any, JsonResponse]]
 
 SAY_FIELDS = frozenset({"text", "voice", "interrupt"})
 

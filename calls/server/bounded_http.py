@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import daphne.server
 from daphne.http_protocol import HTTPFactory, WebRequest
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 
 from calls.server.request_bounds import RequestBounds
@@ -20,14 +21,28 @@ logger = logging.getLogger(__name__)
 LINGER_SECONDS = 2.0
 
 
+# Twisted declares its interfaces' methods without self, which mypy reads wrongly without the
+# zope plugin: these describe the parts of a delayed call and a TCP transport used here.
+class _DelayedCall(Protocol):
+    def active(self) -> bool: ...
+    def cancel(self) -> None: ...
+
+
+class _Transport(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def loseWriteConnection(self) -> None: ...
+    def abortConnection(self) -> None: ...
+    def getPeer(self) -> object: ...
+
+
 class BoundedChannel(HTTPChannel):
     """An HTTP/1.1 connection that refuses oversized bodies and cuts off slow requests."""
 
     bounds: RequestBounds
     body_limit = 0
     refused = False
-    _deadline: IDelayedCall | None = None
-    _linger: IDelayedCall | None = None
+    _deadline: _DelayedCall | None = None
+    _linger: _DelayedCall | None = None
 
     def dataReceived(self, data: bytes) -> None:
         if self.refused:
@@ -37,7 +52,8 @@ class BoundedChannel(HTTPChannel):
         super().dataReceived(data)
 
     def allHeadersReceived(self) -> None:
-        self.body_limit = self.bounds.body_limit(self._path)
+        # Twisted reuses one local for the request and its path, so mypy takes _path for a Request.
+        self.body_limit = self.bounds.body_limit(cast(bytes, self._path))
         # Twisted has not stored a byte of the body yet: refuse before it does.
         if self.length is not None and self.length > self.body_limit:
             self.refuse(
@@ -54,7 +70,7 @@ class BoundedChannel(HTTPChannel):
         self._deadline = None
         super().allContentReceived()
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancel(self._deadline)
         self._cancel(self._linger)
         super().connectionLost(reason)
@@ -71,18 +87,20 @@ class BoundedChannel(HTTPChannel):
             f"Content-Length: {len(body)}\r\n"
             "Connection: close\r\n\r\n"
         )
-        self.transport.write(head.encode() + body)
+        # daphne serves over TCP, whose transports can half-close.
+        transport = cast(_Transport, self.transport)
+        transport.write(head.encode() + body)
         # Closing outright with unread bytes queued resets the connection, and the client would
         # lose the answer: half-close, drop what still arrives, and abort after a moment.
-        self.transport.loseWriteConnection()
-        self._linger = self.callLater(LINGER_SECONDS, self.transport.abortConnection)
+        transport.loseWriteConnection()
+        self._linger = self.callLater(LINGER_SECONDS, transport.abortConnection)
         method = getattr(self, "_command", b"-").decode("ascii", "replace")
         target = getattr(self, "_path", b"-")[:200].decode("ascii", "replace")
         logger.warning(
             "refused %s %s from %s with %d: %s",
             method,
             target,
-            getattr(self.transport.getPeer(), "host", "?"),
+            getattr(transport.getPeer(), "host", "?"),
             status.value,
             reason,
         )
@@ -95,7 +113,7 @@ class BoundedChannel(HTTPChannel):
         )
 
     @staticmethod
-    def _cancel(call: IDelayedCall | None) -> None:
+    def _cancel(call: _DelayedCall | None) -> None:
         if call is not None and call.active():
             call.cancel()
 
@@ -127,7 +145,7 @@ class BoundedHTTPFactory(HTTPFactory):
         self.bounds = RequestBounds.from_settings()
         self.timeOut = self.bounds.idle_timeout
 
-    def protocol(self) -> BoundedChannel:  # type: ignore[override]
+    def protocol(self) -> BoundedChannel:
         # A plain HTTP/1.1 channel: HTTP/2 is negotiated only over TLS, which the proxy ends.
         channel = BoundedChannel()
         channel.bounds = self.bounds
@@ -142,4 +160,4 @@ class BoundedHTTPFactory(HTTPFactory):
 def install() -> None:
     """Make daphne serve HTTP through bounded connections (it has no option for these bounds)."""
     # daphne's server builds its factory from this name when it starts listening.
-    daphne.server.HTTPFactory = BoundedHTTPFactory  # type: ignore[misc]
+    daphne.server.HTTPFactory = BoundedHTTPFactory

@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from django.conf import settings
 
@@ -17,6 +18,14 @@ from calls.records.recorder import recorder
 logger = logging.getLogger(__name__)
 
 HandOver = Callable[[], Awaitable[None]]
+
+
+class _Reactor(Protocol):
+    """The parts of Twisted's running reactor used here (its interfaces need the zope plugin)."""
+
+    def getReaders(self) -> list[object]: ...
+    def stop(self) -> None: ...
+
 
 # How long a stopping worker waits for its queued call records (the database may be down).
 RECORD_FLUSH_SECONDS = 10.0
@@ -105,7 +114,7 @@ def _hook_server_shutdown() -> None:
     reactor.addSystemEventTrigger("before", "shutdown", on_shutdown)
 
 
-def _begin_drain(reactor: object) -> None:
+def _begin_drain(reactor: _Reactor) -> None:
     """Start draining on the first SIGTERM; a second one hands the calls over at once."""
     global _drain
     if _drain is None:
@@ -117,17 +126,17 @@ def _begin_drain(reactor: object) -> None:
         asyncio.get_running_loop().create_task(hand_over_open_calls())
 
 
-def _stop_listening(reactor: object) -> None:
+def _stop_listening(reactor: _Reactor) -> None:
     """Refuse new connections, so that the load balancer sends them to another worker."""
     from twisted.internet import tcp, unix
 
-    for reader in reactor.getReaders():  # type: ignore[attr-defined]
+    for reader in reactor.getReaders():
         if isinstance(reader, tcp.Port | unix.Port):
             reader.stopListening()
 
 
-def _stop_reactor(reactor: object) -> None:
+def _stop_reactor(reactor: _Reactor) -> None:
     from twisted.internet.error import ReactorNotRunning
 
     with contextlib.suppress(ReactorNotRunning):
-        reactor.stop()  # type: ignore[attr-defined]
+        reactor.stop()

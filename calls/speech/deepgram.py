@@ -12,7 +12,7 @@ import functools
 import json
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -69,7 +69,7 @@ class DeepgramTTS:
     # Seconds from the first attempt within which retries may start; 0 means no retries.
     retry_deadline: float = 0.0
 
-    async def stream(self, voice: str, text: str) -> AsyncIterator[bytes]:
+    async def stream(self, voice: str, text: str) -> AsyncGenerator[bytes, None]:
         """Yield raw 8 kHz mu-law audio for `text`, retrying failures before the first byte."""
         if not self.api_key:
             raise TTSError("DEEPGRAM_API_KEY is not set", status=None)
@@ -112,7 +112,9 @@ class DeepgramTTS:
                     await asyncio.sleep(delay)
                     attempt += 1
 
-    async def _attempt(self, voice: str, text: str, first_byte_by: float) -> AsyncIterator[bytes]:
+    async def _attempt(
+        self, voice: str, text: str, first_byte_by: float
+    ) -> AsyncGenerator[bytes, None]:
         """Make one Deepgram request whose first audio byte must arrive by `first_byte_by`."""
         request = httpx.Request(
             "POST",

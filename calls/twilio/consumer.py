@@ -443,7 +443,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     async def _call_voice(self) -> str:
         if self.voice is None:
-            await self._greeting()
+            return (await self._greeting()).voice
         return self.voice
 
     async def _greeting(self) -> Greeting:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from pytest_django.fixtures import Settings
 
 from calls.models import Greeting
 
@@ -23,7 +24,7 @@ def test_admin_refuses_a_greeting_with_empty_text(client: Client, text: str) -> 
     assert "This field is required." in response.text or "Enter the words" in response.text
 
 
-def test_admin_pages_never_show_secrets(client: Client, settings) -> None:  # noqa: ANN001
+def test_admin_pages_never_show_secrets(client: Client, settings: Settings) -> None:
     settings.DEEPGRAM_API_KEY = "dg-secret-key-value"
     settings.TWILIO_AUTH_TOKEN = "twilio-secret-token-value"
     client.force_login(User.objects.create_superuser("admin", "a@example.com", "pw-12345678"))

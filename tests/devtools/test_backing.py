@@ -26,7 +26,9 @@ def test_a_scratch_database_exists_only_inside_the_block() -> None:
     if reason is not None:
         pytest.skip(reason)
     with backing.scratch_database("voicebridge_probe") as url, psycopg.connect(url) as conn:
-        assert conn.execute("SELECT current_database()").fetchone()[0] == url.rsplit("/")[-1]
+        row = conn.execute("SELECT current_database()").fetchone()
+        assert row is not None
+        assert row[0] == url.rsplit("/")[-1]
     with psycopg.connect(backing.POSTGRES_URL) as conn:
         name = url.rsplit("/")[-1]
         found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()

@@ -297,7 +297,7 @@ async def test_audio_format_other_than_raw_8khz_mulaw_is_rejected(
 ) -> None:
     response = await client.post(
         f"{fake.url}/v1/speak",
-        params=speak_params(**overrides),
+        params=speak_params(MODEL, **overrides),
         headers=AUTH,
         json={"text": "Hi."},
     )

@@ -61,12 +61,18 @@ async def test_a_call_hears_exactly_what_deepgram_streamed(
     assert "Traceback" not in server.log()
 
 
+def csrf_token(page: str) -> str:
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert match is not None, "no CSRF token on the page"
+    return match[1]
+
+
 async def test_editing_the_greeting_in_the_admin_changes_the_next_call(
     server: RunningServer, deepgram: FakeDeepgram
 ) -> None:
     async with httpx.AsyncClient(base_url=server.url) as admin:
         page = await admin.get("/admin/login/")
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+        token = csrf_token(page.text)
         login = await admin.post(
             "/admin/login/?next=/admin/",
             data={"csrfmiddlewaretoken": token, "username": ADMIN_USER, "password": ADMIN_PASSWORD},
@@ -74,7 +80,7 @@ async def test_editing_the_greeting_in_the_admin_changes_the_next_call(
         assert login.status_code == 302
         form = await admin.get("/admin/calls/greeting/1/change/")
         assert form.status_code == 200
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)[1]
+        token = csrf_token(form.text)
         saved = await admin.post(
             "/admin/calls/greeting/1/change/",
             data={

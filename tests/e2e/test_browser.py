@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -11,6 +12,9 @@ from calls.records.queries import FALLBACK_GREETING
 from devtools.devserver import RunningServer
 from devtools.fake_deepgram import FakeDeepgram, fake_audio, running_in_thread
 from tests.bridge import ADMIN_PASSWORD, ADMIN_USER, running_bridge
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +53,7 @@ def bridge(
 
 
 @pytest.fixture
-async def page(bridge: tuple[RunningServer, FakeDeepgram]) -> AsyncIterator[object]:
+async def page(bridge: tuple[RunningServer, FakeDeepgram]) -> AsyncIterator[Page]:
     server, _ = bridge
     async with playwright_api.async_playwright() as playwright:
         browser = await playwright.chromium.launch(
@@ -68,8 +72,8 @@ async def page(bridge: tuple[RunningServer, FakeDeepgram]) -> AsyncIterator[obje
 
 
 async def test_listen_plays_the_saved_greeting(
-    page,
-    bridge: tuple[RunningServer, FakeDeepgram],  # noqa: ANN001
+    page: Page,
+    bridge: tuple[RunningServer, FakeDeepgram],
 ) -> None:
     server, deepgram = bridge
     deepgram.reset()
@@ -97,8 +101,8 @@ async def test_listen_plays_the_saved_greeting(
 
 
 async def test_a_deepgram_failure_shows_a_message_in_the_browser(
-    page,
-    bridge: tuple[RunningServer, FakeDeepgram],  # noqa: ANN001
+    page: Page,
+    bridge: tuple[RunningServer, FakeDeepgram],
 ) -> None:
     server, deepgram = bridge
     deepgram.reset()

@@ -53,11 +53,13 @@ async def test_say_through_one_worker_reaches_a_call_on_another(
     assert call.say_to_audio is not None
 
     with psycopg.connect(running.database_url) as conn:
-        status, text, played = conn.execute(
+        row = conn.execute(
             "SELECT c.status, u.text, u.played FROM calls_call c"
             " JOIN calls_callutterance u ON u.call_id = c.id WHERE c.call_sid = %s",
             (report.call_sid,),
         ).fetchone()
+    assert row is not None
+    status, text, played = row
     assert (status, text, played) == ("completed", TABLE_READY, True)
 
 
@@ -66,7 +68,9 @@ async def test_a_burst_of_calls_beyond_postgresqls_connection_limit_is_answered(
 ) -> None:
     # Each webhook runs in a thread of its own; unpooled, each would open a connection.
     with psycopg.connect(cluster.database_url) as conn:
-        limit = int(conn.execute("SHOW max_connections").fetchone()[0])
+        row = conn.execute("SHOW max_connections").fetchone()
+        assert row is not None
+        limit = int(row[0])
     burst = min(limit + 20, 400)
     worker = cluster.workers[0]
 
@@ -80,9 +84,11 @@ async def test_a_burst_of_calls_beyond_postgresqls_connection_limit_is_answered(
 
     assert statuses.count(200) == burst, (sorted(set(statuses)), cluster.logs()[-3000:])
     with psycopg.connect(cluster.database_url) as conn:
-        (open_connections,) = conn.execute(
+        row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             " AND pid <> pg_backend_pid()"
         ).fetchone()
+    assert row is not None
+    (open_connections,) = row
     # Both workers' pools, at most (the workers read the same environment as this process).
     assert open_connections <= settings.DATABASE_POOL_SIZE * len(cluster.workers)

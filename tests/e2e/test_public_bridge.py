@@ -146,7 +146,10 @@ async def test_when_deepgram_refuses_the_caller_hears_the_greeting_from_say(
     status, ended_at, error = call_row(db, report.call_sid)
     assert (status, ended_at is not None) == ("failed", True)
     assert "Invalid credentials." in error
-    action = ET.fromstring(report.twiml).find("Connect").get("action")
+    connect = ET.fromstring(report.twiml).find("Connect")
+    assert connect is not None
+    action = connect.get("action")
+    assert action is not None
     assert action.startswith(PUBLIC + "/voice/after-stream?greeting=")
     form = {"CallSid": report.call_sid, "CallStatus": "in-progress"}
     async with httpx.AsyncClient() as client:

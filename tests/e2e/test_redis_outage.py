@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from pytest_django.fixtures import Settings
 
 from calls.records.queries import FALLBACK_GREETING
 from calls.server.cache_calls import CacheUnavailable, cache_call
@@ -30,7 +31,7 @@ TABLE_READY = "Your table is ready."
 OUTAGE_SECONDS = 8.0
 
 
-def _down_redis(settings, alias: str) -> None:  # noqa: ANN001
+def _down_redis(settings: Settings, alias: str) -> None:
     settings.CACHES = {
         **settings.CACHES,
         alias: {
@@ -42,7 +43,7 @@ def _down_redis(settings, alias: str) -> None:  # noqa: ANN001
     }
 
 
-async def test_a_cache_found_down_fails_fast_for_a_moment(settings) -> None:  # noqa: ANN001
+async def test_a_cache_found_down_fails_fast_for_a_moment(settings: Settings) -> None:
     _down_redis(settings, "default")
     with pytest.raises(CacheUnavailable):
         await cache_call("default", "get", "k")
@@ -54,7 +55,9 @@ async def test_a_cache_found_down_fails_fast_for_a_moment(settings) -> None:  # 
     assert time.monotonic() - started < 0.1
 
 
-async def test_speech_cache_errors_are_misses(settings, caplog) -> None:  # noqa: ANN001
+async def test_speech_cache_errors_are_misses(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     _down_redis(settings, CACHE_ALIAS)
     assert await synthesis.open_cached(speech_key("aura-asteria-en", "Hi")) is None
     assert await synthesis.open_cached(speech_key("aura-asteria-en", "Hi")) is None
@@ -119,7 +122,9 @@ class HeldCall:
             await self.mark(name).wait()
 
 
-async def _until(status: int, post, timeout: float = 60) -> tuple[float, httpx.Response]:  # noqa: ANN001
+async def _until(
+    status: int, post: Callable[[], Awaitable[httpx.Response]], timeout: float = 60
+) -> tuple[float, httpx.Response]:
     """Repeat `post()` until it answers `status`; return how long that took and the answer."""
     started = time.monotonic()
     async with asyncio.timeout(timeout):
@@ -198,6 +203,7 @@ async def test_calls_survive_redis_stopping_and_everything_recovers_when_it_retu
         log = worker.log()
         assert log.count("channel layer: Redis unreachable") <= 1, log[-3000:]
         assert "Traceback" not in log, log[-3000:]
+    assert new_call.first_audio_after is not None
     print(
         f"\nRedis outage figures: stop to API 503 {to_503 * 1000:.0f} ms;"
         f" new call's first audio while down {new_call.first_audio_after * 1000:.0f} ms;"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 from django.core.cache import caches
 from django.test import AsyncClient
+from pytest_django.fixtures import Settings
 
 from calls.live import commands, presence
 from calls.models import CallUtterance
@@ -13,12 +16,15 @@ from devtools.fake_deepgram import FakeDeepgram, fake_audio
 from tests import frames
 from tests.streams import audio_until_mark, open_live_stream, played, receive
 
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedASGIResponse as TestResponse
+
 TOKEN = "test-api-token-0123456789"
 URL = f"/api/calls/{frames.CALL_SID}"
 
 
 @pytest.fixture(autouse=True)
-def api_on(settings) -> None:  # noqa: ANN001
+def api_on(settings: Settings) -> None:
     settings.VOICEBRIDGE_API_TOKEN = TOKEN
     caches[presence.CACHE_ALIAS].clear()
 
@@ -27,13 +33,15 @@ def authorized(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def post(client: AsyncClient, path: str, body: object = None, **headers: str):  # noqa: ANN201
+async def post(client: AsyncClient, path: str, body: object = None, **headers: str) -> TestResponse:
     if body is None:
         return await client.post(path, headers=headers)
     return await client.post(path, body, content_type="application/json", headers=headers)
 
 
-async def test_the_api_is_off_without_a_token(async_client: AsyncClient, settings) -> None:  # noqa: ANN001
+async def test_the_api_is_off_without_a_token(
+    async_client: AsyncClient, settings: Settings
+) -> None:
     settings.VOICEBRIDGE_API_TOKEN = ""
     response = await post(async_client, f"{URL}/clear", **authorized())
     assert response.status_code == 403
@@ -120,7 +128,7 @@ async def test_say_clear_and_hangup_reach_the_live_call(
     await played(communicator, "say-1")
 
     deepgram.hold()
-    say = {"text": "One more thing."}
+    say: dict[str, object] = {"text": "One more thing."}
     assert (await post(async_client, f"{URL}/say", say, **authorized())).status_code == 202
     assert (await receive(communicator))["event"] == "media"
     say = {"text": "Sorry, wrong table.", "interrupt": True}

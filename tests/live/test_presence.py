@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from django.core.cache import caches
+from pytest_django.fixtures import Settings
 
 from calls.live import presence
 from calls.server.cache_calls import CacheUnavailable
@@ -65,7 +66,7 @@ async def test_hundreds_of_calls_on_one_worker_all_stay_live() -> None:
         await presence.withdraw(sid)
 
 
-def test_live_among_raises_when_the_cache_cannot_be_read(settings) -> None:  # noqa: ANN001
+def test_live_among_raises_when_the_cache_cannot_be_read(settings: Settings) -> None:
     settings.CACHES = {
         **settings.CACHES,
         "default": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -16,13 +17,13 @@ T0 = timezone.now().replace(microsecond=0)
 
 
 def start(
-    call_sid: str = "CA1", stream_sid: str = "MZ1", at: datetime = T0, **fields: object
+    call_sid: str = "CA1", stream_sid: str = "MZ1", at: datetime = T0, **fields: Any
 ) -> CallStarted:
     return CallStarted(call_sid=call_sid, stream_sid=stream_sid, started_at=at, **fields)
 
 
 def end(
-    call_sid: str = "CA1", status: Call.Status = Call.Status.COMPLETED, **fields: object
+    call_sid: str = "CA1", status: Call.Status = Call.Status.COMPLETED, **fields: Any
 ) -> CallEnded:
     return CallEnded(
         call_sid=call_sid, status=status, ended_at=T0 + timedelta(seconds=30), **fields

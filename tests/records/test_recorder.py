@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -20,7 +21,7 @@ from calls.records.recorder import CallRecorder, RecordNotKept
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-def started(call_sid: str, **fields: object) -> CallStarted:
+def started(call_sid: str, **fields: Any) -> CallStarted:
     return CallStarted(call_sid=call_sid, stream_sid="MZ1", started_at=timezone.now(), **fields)
 
 
@@ -95,7 +96,12 @@ async def test_a_connection_that_failed_and_no_longer_answers_is_closed(
         connection.errors_occurred = True
         monkeypatch.setattr(connection, "is_usable", lambda: False)
         close = connection.close
-        monkeypatch.setattr(connection, "close", lambda: closed.append(True) or close())
+
+        def noted_close() -> None:
+            closed.append(True)
+            close()
+
+        monkeypatch.setattr(connection, "close", noted_close)
 
     await sync_to_async(broken, thread_sensitive=True)()
     await recorder.started(started("CA2"))

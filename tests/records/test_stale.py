@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
+from pytest_django.fixtures import Settings
 
 from calls.models import Call
 from calls.records import stale
@@ -20,7 +21,7 @@ def in_progress(call_sid: str, age: timedelta) -> Call:
     return Call.objects.create(call_sid=call_sid, started_at=timezone.now() - age)
 
 
-def test_command_finishes_only_calls_older_than_any_live_call(settings) -> None:  # noqa: ANN001
+def test_command_finishes_only_calls_older_than_any_live_call(settings: Settings) -> None:
     settings.STALE_CALL_SECONDS = 3600
     old = in_progress("CAold", timedelta(hours=5))
     recent = in_progress("CAlive", timedelta(minutes=2))
@@ -49,7 +50,7 @@ def test_command_older_than_zero_finishes_everything_in_progress() -> None:
 def test_first_webhook_of_a_process_sweeps_once(
     client: Client,
     monkeypatch: pytest.MonkeyPatch,
-    settings,  # noqa: ANN001
+    settings: Settings,
 ) -> None:
     settings.STALE_CALL_SECONDS = 60
     monkeypatch.setattr(stale, "_swept", type(stale._swept)())

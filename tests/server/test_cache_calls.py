@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from pytest_django.fixtures import Settings
 
 from calls.server.cache_calls import cache_call, runs_inline
 
 
 @pytest.fixture
-def file_speech_cache(settings, tmp_path):  # noqa: ANN001, ANN201
+def file_speech_cache(settings: Settings, tmp_path: Path) -> None:
     settings.CACHES = {
         **settings.CACHES,
         "speech": {

@@ -9,7 +9,12 @@ from calls.server.per_loop import PerLoop
 
 def test_each_loop_gets_its_own_object_once() -> None:
     made: list[object] = []
-    per_loop = PerLoop(lambda: made.append(object()) or made[-1])
+
+    def make() -> object:
+        made.append(object())
+        return made[-1]
+
+    per_loop = PerLoop(make)
 
     async def twice() -> tuple[object, object]:
         return per_loop(), per_loop()
@@ -22,7 +27,7 @@ def test_each_loop_gets_its_own_object_once() -> None:
 
 
 def test_forget_hands_back_the_object_and_the_next_call_makes_a_new_one() -> None:
-    per_loop = PerLoop(dict)
+    per_loop: PerLoop[dict[str, object]] = PerLoop(dict)
 
     async def forget() -> tuple[object, object | None, object]:
         first = per_loop()
@@ -34,7 +39,7 @@ def test_forget_hands_back_the_object_and_the_next_call_makes_a_new_one() -> Non
 
 
 def test_peek_makes_nothing() -> None:
-    per_loop = PerLoop(dict)
+    per_loop: PerLoop[dict[str, object]] = PerLoop(dict)
 
     async def peek() -> tuple[object | None, object, object | None]:
         before = per_loop.peek()

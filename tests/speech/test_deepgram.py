@@ -8,9 +8,10 @@ from contextlib import aclosing
 
 import httpx
 import pytest
+from pytest_django.fixtures import Settings
 
 from calls.speech.deepgram import DeepgramTTS, TTSError, get_tts
-from devtools.fake_deepgram import fake_audio
+from devtools.fake_deepgram import FakeDeepgram, fake_audio
 
 
 async def collect(tts: DeepgramTTS, voice: str = "aura-2-thalia-en", text: str = "Hi") -> bytes:
@@ -144,7 +145,9 @@ async def test_an_attempt_the_deadline_cuts_short_reports_the_failure_before_it(
     assert attempts == 2
 
 
-async def test_cap_on_concurrent_deepgram_requests(deepgram, settings) -> None:  # noqa: ANN001
+async def test_cap_on_concurrent_deepgram_requests(
+    deepgram: FakeDeepgram, settings: Settings
+) -> None:
     settings.DEEPGRAM_MAX_CONCURRENCY = 2
     deepgram.hold()
     tasks = [
@@ -164,7 +167,7 @@ async def test_cap_on_concurrent_deepgram_requests(deepgram, settings) -> None: 
     assert len(deepgram.requests) == 5
 
 
-async def test_requests_one_after_another_share_one_connection(deepgram) -> None:  # noqa: ANN001
+async def test_requests_one_after_another_share_one_connection(deepgram: FakeDeepgram) -> None:
     first = await collect(get_tts(), "aura-asteria-en", "One.")
     second = await collect(get_tts(), "aura-asteria-en", "Two.")
     assert (first, second) == (

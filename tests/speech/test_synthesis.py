@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import aclosing
+from pathlib import Path
 
 import pytest
 from django.core.cache import caches
+from pytest_django.fixtures import Settings
 
 from calls.speech import synthesis
 from calls.speech.cache import CACHE_ALIAS, MemoryCache, memory
@@ -160,8 +162,8 @@ async def test_a_caller_leaving_does_not_cancel_the_others_lookup(
 
 async def test_a_key_this_process_answered_starts_deepgram_with_no_await(
     deepgram: FakeDeepgram,
-    settings,
-    tmp_path,  # noqa: ANN001
+    settings: Settings,
+    tmp_path: Path,
 ) -> None:
     settings.CACHES = {
         **settings.CACHES,

@@ -10,6 +10,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
+from pytest_django.fixtures import Settings
 
 from calls.models import Call, Greeting
 from calls.records.queries import FALLBACK_GREETING
@@ -26,7 +27,7 @@ GREETING_AUDIO = fake_audio("aura-asteria-en", GREETING)
 
 
 @pytest.fixture(autouse=True)
-def quick_retries(settings) -> None:  # noqa: ANN001
+def quick_retries(settings: Settings) -> None:
     settings.DEEPGRAM_RETRY_DEADLINE = 2.0
     settings.DEEPGRAM_FIRST_BYTE_TIMEOUT = 0.5
 
@@ -129,8 +130,8 @@ async def test_slow_first_byte_is_retried(deepgram: FakeDeepgram) -> None:
 
 
 async def test_retries_stop_at_the_deadline_and_the_caller_hears_say(
-    deepgram: FakeDeepgram, settings
-) -> None:  # noqa: ANN001
+    deepgram: FakeDeepgram, settings: Settings
+) -> None:
     settings.DEEPGRAM_RETRY_DEADLINE = 0.6
     deepgram.fail(503, times=1000)
     communicator = await call()
@@ -144,7 +145,7 @@ async def test_retries_stop_at_the_deadline_and_the_caller_hears_say(
 
 
 async def test_unreachable_deepgram_fails_the_call_cleanly(
-    settings,  # noqa: ANN001
+    settings: Settings,
     deepgram: FakeDeepgram,
 ) -> None:
     settings.DEEPGRAM_API_URL = f"http://127.0.0.1:{free_port()}"

@@ -10,6 +10,7 @@ import logging
 import pytest
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from pytest_django.fixtures import Settings
 
 from calls.live import presence
 from calls.models import Call
@@ -68,8 +69,8 @@ async def test_a_call_that_ends_any_way_leaves_live_control(deepgram: FakeDeepgr
 
 async def test_a_socket_that_never_starts_a_call_is_closed(
     deepgram: FakeDeepgram,
-    settings,
-    caplog: pytest.LogCaptureFixture,  # noqa: ANN001
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings.STREAM_START_TIMEOUT = 0.3
     communicator = WebsocketCommunicator(application, "/twilio")

@@ -66,7 +66,9 @@ def test_start_carries_sids_and_parameters() -> None:
 def test_start_without_parameters() -> None:
     message = json.loads(frame(START))
     del message["start"]["customParameters"]
-    assert parse_event(frame(message)).custom_parameters == {}  # type: ignore[union-attr]
+    event = parse_event(frame(message))
+    assert isinstance(event, Start)
+    assert event.custom_parameters == {}
 
 
 def test_media_payload_is_decoded() -> None:

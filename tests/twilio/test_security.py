@@ -6,13 +6,16 @@ import base64
 import json
 import logging
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from io import StringIO
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.core.management import call_command
 from django.test import Client
+from pytest_django.fixtures import Settings
 
 from calls.models import Call
 from calls.records.queries import FALLBACK_GREETING
@@ -22,28 +25,34 @@ from devtools.fake_deepgram import FakeDeepgram, fake_audio
 from tests import frames
 from voicebridge.asgi import application
 
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
+
 TOKEN = "twilio-auth-token-for-tests"
 PUBLIC = "https://public.example"
 FORM = {"CallSid": frames.CALL_SID, "From": "+15550001111", "To": "+15550002222"}
 
 
 @pytest.fixture
-def signed(settings) -> None:  # noqa: ANN001
+def signed(settings: Settings) -> None:
     settings.TWILIO_AUTH_TOKEN = TOKEN
     settings.PUBLIC_URL = PUBLIC
     settings.TWILIO_ALLOW_UNSIGNED = False
 
 
-def post_voice(client: Client, url: str = "/voice", signature: str | None = None, **extra):  # noqa: ANN201
-    headers = {} if signature is None else {"HTTP_X_TWILIO_SIGNATURE": signature}
+def post_voice(
+    client: Client, url: str = "/voice", signature: str | None = None, **extra: Any
+) -> TestResponse:
+    if signature is not None:
+        extra["HTTP_X_TWILIO_SIGNATURE"] = signature
     # The server sees plain http on 127.0.0.1, as behind a TLS proxy.
-    return client.post(url, FORM, HTTP_HOST="127.0.0.1", **headers, **extra)
+    return client.post(url, FORM, HTTP_HOST="127.0.0.1", **extra)
 
 
-def stream_parameters(response) -> dict[str, str]:  # noqa: ANN001
+def stream_parameters(response: TestResponse) -> dict[str, str]:
     assert response.status_code == 200, response.content
     root = ET.fromstring(response.content)
-    return {p.get("name"): p.get("value") for p in root.findall("Connect/Stream/Parameter")}
+    return {p.attrib["name"]: p.attrib["value"] for p in root.findall("Connect/Stream/Parameter")}
 
 
 # The webhook -------------------------------------------------------------------------------
@@ -56,8 +65,10 @@ def test_webhook_signed_over_the_public_url_is_answered_behind_a_proxy(
     response = post_voice(client, signature=twilio_signature(TOKEN, PUBLIC + "/voice", FORM))
     root = ET.fromstring(response.content)
     assert response.status_code == 200
-    assert root.find("Connect/Stream").get("url") == "wss://public.example/twilio"
-    assert root.find("Connect").get("action").startswith(PUBLIC + "/voice/after-stream?")
+    stream, connect = root.find("Connect/Stream"), root.find("Connect")
+    assert stream is not None and connect is not None
+    assert stream.get("url") == "wss://public.example/twilio"
+    assert connect.get("action", "").startswith(PUBLIC + "/voice/after-stream?")
 
 
 @pytest.mark.django_db
@@ -107,8 +118,8 @@ def test_after_stream_webhook_is_signed_too(client: Client, signed: None) -> Non
 
 @pytest.mark.django_db
 def test_without_a_token_and_debug_off_everything_is_refused(
-    client: Client, settings, caplog: pytest.LogCaptureFixture
-) -> None:  # noqa: ANN001
+    client: Client, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     settings.TWILIO_AUTH_TOKEN = ""
     settings.TWILIO_ALLOW_UNSIGNED = False
     with caplog.at_level(logging.WARNING, logger="calls"):
@@ -116,21 +127,21 @@ def test_without_a_token_and_debug_off_everything_is_refused(
     assert "TWILIO_AUTH_TOKEN is not set" in caplog.text
 
 
-def test_deploy_check_says_why_twilio_is_refused(settings) -> None:  # noqa: ANN001
+def test_deploy_check_says_why_twilio_is_refused(settings: Settings) -> None:
     settings.TWILIO_AUTH_TOKEN = ""
     out = StringIO()
     with pytest.raises(Exception, match="calls.W002"):
         call_command("check", "--deploy", "--fail-level", "WARNING", stdout=out, stderr=out)
 
 
-def test_deploy_check_wants_public_url_with_a_token(settings) -> None:  # noqa: ANN001
+def test_deploy_check_wants_public_url_with_a_token(settings: Settings) -> None:
     settings.TWILIO_AUTH_TOKEN = TOKEN
     settings.PUBLIC_URL = ""
     with pytest.raises(Exception, match="calls.W003"):
         call_command("check", "--deploy", "--fail-level", "WARNING", stdout=StringIO())
 
 
-def test_policy_follows_token_and_debug(settings) -> None:  # noqa: ANN001
+def test_policy_follows_token_and_debug(settings: Settings) -> None:
     settings.TWILIO_AUTH_TOKEN = ""
     settings.TWILIO_ALLOW_UNSIGNED = True
     assert security.policy() == "allow"
@@ -225,7 +236,7 @@ async def test_forged_start_gets_nothing(
     signed: None,
     deepgram: FakeDeepgram,
     caplog: pytest.LogCaptureFixture,
-    change,  # noqa: ANN001
+    change: Callable[[dict[str, str]], dict[str, str]],
     reason: str,
 ) -> None:
     params = change(await _async_voice_parameters())

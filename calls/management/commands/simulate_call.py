@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import re
 import textwrap
-from argparse import ArgumentParser, RawDescriptionHelpFormatter
+from argparse import RawDescriptionHelpFormatter
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from calls.speech.audio import duration_seconds, wav_from_mulaw
 from calls.twilio.protocol import GREETING_MARK
@@ -40,7 +40,7 @@ class Command(BaseCommand):
     # The server's settings matter, not this machine's (a missing Deepgram key here is fine).
     requires_system_checks: list[str] = []
 
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> ArgumentParser:
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         parser.formatter_class = RawDescriptionHelpFormatter
         parser.description = textwrap.fill(self.help, 79)
@@ -53,7 +53,7 @@ class Command(BaseCommand):
         )
         return parser
 
-    def add_arguments(self, parser: ArgumentParser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--url",
             default="http://127.0.0.1:8000",
