@@ -3,6 +3,7 @@ answer, and throwaway databases."""
 
 from __future__ import annotations
 
+import random
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,3 +58,29 @@ def scratch_database(prefix: str = "voicebridge", server_url: str = POSTGRES_URL
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@contextmanager
+def scratch_redis(server_url: str = REDIS_URL) -> Iterator[str]:
+    """Lend an empty numbered Redis database for the block and empty it afterwards."""
+    # Speech, presence and channels from another run, or another test at the same time, must
+    # not leak in: the shared server keeps them between runs.
+    base = server_url.rsplit("/", 1)[0]
+    for number in random.sample(range(1, 16), 15):
+        url = f"{base}/{number}"
+        client = redis.Redis.from_url(url, socket_connect_timeout=_CONNECT_TIMEOUT)
+        try:
+            if client.dbsize() == 0:
+                break
+        finally:
+            client.close()
+    else:
+        raise RuntimeError(f"no empty database on the Redis server at {base}")
+    try:
+        yield url
+    finally:
+        client = redis.Redis.from_url(url, socket_connect_timeout=_CONNECT_TIMEOUT)
+        try:
+            client.flushdb()
+        finally:
+            client.close()

@@ -45,17 +45,21 @@ def missing_servers() -> str | None:
 def running_cluster(
     *, workers: int, deepgram_url: str, tmp_dir: Path, env: dict[str, str] | None = None
 ) -> Iterator[Cluster]:
-    """Run `workers` daphne processes on a fresh PostgreSQL database and the local Redis."""
+    """Run `workers` daphne processes on a fresh PostgreSQL database and an empty Redis one."""
     token = secrets.token_urlsafe(24)
-    with backing.scratch_database("voicebridge_cluster") as database_url, ExitStack() as stack:
+    with (
+        backing.scratch_database("voicebridge_cluster") as database_url,
+        backing.scratch_redis() as redis_url,
+        ExitStack() as stack,
+    ):
         worker_env = server_env(
             {
                 "DEBUG": "true",
-                "SECRET_KEY": "cluster-secret-key-that-is-long-enough-for-tests-only",
+                "SECRET_KEY": secrets.token_urlsafe(32),
                 "ALLOWED_HOSTS": "127.0.0.1",
                 "SECURE_SSL_REDIRECT": "false",
                 "DATABASE_URL": database_url,
-                "REDIS_URL": backing.REDIS_URL,
+                "REDIS_URL": redis_url,
                 "DEEPGRAM_API_URL": deepgram_url,
                 "DEEPGRAM_API_KEY": "cluster-key",
                 "VOICEBRIDGE_API_TOKEN": token,
@@ -68,7 +72,7 @@ def running_cluster(
             stack.enter_context(running_daphne(worker_env, tmp_dir / f"worker-{n}.log"))
             for n in range(1, workers + 1)
         )
-        yield Cluster(running, database_url, backing.REDIS_URL, token)
+        yield Cluster(running, database_url, redis_url, token)
 
 
 @dataclass(frozen=True)
