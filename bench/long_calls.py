@@ -45,7 +45,7 @@ class LongCall:
         return (
             self.heard_greeting
             and self.say_to_audio is not None
-            and self.hangup_status == 202
+            and self.hangup_status in (202, 409)
             and self.report.path[-1:] == ("hangup",)
             and all(stream.ended_by == "server" for stream in self.report.streams)
             and not self.report.errors
@@ -113,10 +113,14 @@ async def _held_call(url: str, caller: int, api: httpx.AsyncClient, hold: float)
             except httpx.HTTPError:
                 statuses[name] = 0
                 return
-            if response.status_code != 404 or loop.time() > deadline:
-                statuses[name] = response.status_code
+            # A hang-up is safe to repeat: after a 503 it is sent again, as the API's
+            # Retry-After asks, and a 409 then means the first one got through.
+            status = response.status_code
+            again = status == 404 or (name == "hangup" and status == 503)
+            if not again or loop.time() > deadline:
+                statuses[name] = status
                 return
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(float(response.headers.get("Retry-After", "0.05")))
 
     async def say_after_hold() -> None:
         await asyncio.sleep(max(0.0, times["started"] + hold - loop.time()))
