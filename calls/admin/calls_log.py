@@ -86,6 +86,7 @@ class CallAdmin(LiveCalls):
         "greeting",
         "status",
         "duration_seconds",
+        "streams",
         "first_audio_ms",
         "from_cache",
         "interrupted",
