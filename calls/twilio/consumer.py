@@ -14,6 +14,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 
 from calls.live import commands, presence
@@ -24,6 +25,7 @@ from calls.server import drain
 from calls.server.log_limits import LogLimiter
 from calls.speech.player import Outcome, Player, Utterance
 from calls.speech.synthesis import Speech, open_keyed, open_now
+from calls.speech.voices import DEFAULT_VOICE
 from calls.twilio import next_step
 from calls.twilio.protocol import (
     GREETING_MARK,
@@ -139,6 +141,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         self._call_row: asyncio.Future[None] | None = None
         self._log = LogLimiter(logger, lambda: self._sid)
         self._giving_up: asyncio.Task[None] | None = None
+        self._utterance_writes: set[asyncio.Task[None]] = set()
         verdict = check_handshake(self.scope)
         if not accepted(verdict):
             client = (self.scope.get("client") or ["?"])[0]
@@ -365,10 +368,15 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             )
         )
         said_and_played = [m for m in self.player.played_marks if m.startswith(SAY_MARK_PREFIX)]
+        if self._utterance_writes:
+            await asyncio.wait(self._utterance_writes, timeout=RECORD_WAIT_SECONDS)
         if said_and_played:
-            await database_sync_to_async(queries.utterances_played)(
-                call_sid=self.start.call_sid, marks=said_and_played
-            )
+            try:
+                await database_sync_to_async(queries.utterances_played)(
+                    call_sid=self.start.call_sid, marks=said_and_played
+                )
+            except DatabaseError as exc:
+                self._log.warning("utterance-record", "playback could not be recorded: %s", exc)
         logger.info(
             "call %s: ended %s after %d caller frames", self._sid, status, self.media_frames
         )
@@ -394,15 +402,25 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         self._speech_budget.add(self.said, text)
         await commands.reply(event.get("reply_to"), commands.Reply("accepted"))
         logger.info("call %s: saying %d characters as %s", self._sid, len(text), mark)
-        if self._call_row is not None:
-            await asyncio.gather(asyncio.shield(self._call_row), return_exceptions=True)
-        await database_sync_to_async(queries.utterance_record)(
-            call_sid=self.start.call_sid,
-            text=text,
-            voice=voice,
-            mark=mark,
-            interrupt=bool(event.get("interrupt")),
+        # In the background: this consumer's messages (marks, keys, commands) are handled one at
+        # a time, and must not wait for the database.
+        writing = asyncio.get_running_loop().create_task(
+            self._record_utterance(text, voice, mark, interrupt=bool(event.get("interrupt")))
         )
+        self._utterance_writes.add(writing)
+        writing.add_done_callback(self._utterance_writes.discard)
+
+    async def _record_utterance(self, text: str, voice: str, mark: str, *, interrupt: bool) -> None:
+        """Write what was said into the call's record, once the call's row is there."""
+        assert self.start is not None
+        if self._call_row is not None:
+            await asyncio.wait([self._call_row], timeout=RECORD_WAIT_SECONDS)
+        try:
+            await database_sync_to_async(queries.utterance_record)(
+                call_sid=self.start.call_sid, text=text, voice=voice, mark=mark, interrupt=interrupt
+            )
+        except DatabaseError as exc:
+            self._log.warning("utterance-record", "what was said could not be recorded: %s", exc)
 
     async def call_clear(self, event: dict[str, Any]) -> None:
         """Stop the speech playing now and drop what is queued, as calls.live.commands asked."""
@@ -443,7 +461,11 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     async def _call_voice(self) -> str:
         if self.voice is None:
-            return (await self._greeting()).voice
+            try:
+                return (await self._greeting()).voice
+            except DatabaseError:
+                # The database is down: the call still speaks, in the default voice.
+                return DEFAULT_VOICE
         return self.voice
 
     async def _greeting(self) -> Greeting:
