@@ -10,7 +10,7 @@ from channels.testing import HttpCommunicator
 
 from calls.server.webhook_http import WebhookHandler, route_webhooks
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 async def _post(app: Any, path: str, body: bytes) -> dict[str, Any]:
