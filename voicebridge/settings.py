@@ -106,6 +106,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"]["init_command"] = (
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
     )
+    # Opening a connection sets it up anew and closing one may checkpoint the log: a webhook's
+    # worker thread keeps its own instead of opening one per request.
+    DATABASES["default"]["CONN_MAX_AGE"] = None
 
 # Under ASGI each webhook request runs in a thread of its own, which opens a connection of its
 # own: a burst of incoming calls would open a PostgreSQL connection per call and run past the

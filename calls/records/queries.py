@@ -10,7 +10,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from calls.models import Call, CallUtterance, Greeting, PhoneNumber
+from calls.models import Call, CallUtterance, Greeting
+from calls.records.compiled import CompiledFirst
 from calls.speech.voices import DEFAULT_VOICE
 
 # What a caller hears when no greeting exists at all (the data migration creates this one).
@@ -23,16 +24,20 @@ FALLBACK_GREETING = Greeting(
 )
 
 
+# Every webhook runs these two.
+_marked_default = CompiledFirst(Greeting, lambda _: Greeting.objects.filter(is_default=True))
+_routed = CompiledFirst(Greeting, lambda number: Greeting.objects.filter(numbers__number=number))
+
+
 def greeting_default() -> Greeting:
     """Return the default greeting, or the built-in one when none is marked."""
-    greeting = Greeting.objects.filter(is_default=True).first()
+    greeting = _marked_default("")
     return greeting or Greeting.objects.order_by("pk").first() or FALLBACK_GREETING
 
 
 def greeting_for_number(to: str) -> Greeting:
     """Return the greeting routed to the called number, else the default greeting."""
-    route = PhoneNumber.objects.select_related("greeting").filter(number=to.strip()).first()
-    return route.greeting if route else greeting_default()
+    return _routed(to.strip()) or greeting_default()
 
 
 def greeting_get(*, greeting_id: int | None) -> Greeting | None:
