@@ -49,9 +49,9 @@ class WebhookHandler(ASGIHandler):
         set_script_prefix(get_script_prefix(scope))
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, error_response = self.create_request(scope, body_file)
-        response: HttpResponseBase = (
-            error_response if request is None else self.get_response(request)
-        )
+        response = error_response if request is None else self.get_response(request)
+        # create_request() answers with an error response whenever it makes no request.
+        assert response is not None
         response._handler_class = self.__class__  # type: ignore[attr-defined]
         if not response.streaming:
             # Closing sends request_finished, which closes this thread's database connections.
