@@ -4,7 +4,7 @@ worker can read it: the stream may end on one worker and the request reach anoth
 from __future__ import annotations
 
 import logging
-from typing import Literal, cast
+from typing import Literal, cast, get_args
 
 from django.core.cache import caches
 
@@ -13,7 +13,7 @@ from calls.server.cache_calls import cache_call
 logger = logging.getLogger(__name__)
 
 Step = Literal["hangup", "say", "resume"]
-STEPS: frozenset[str] = frozenset({"hangup", "say", "resume"})
+STEPS: frozenset[str] = frozenset(get_args(Step))
 # Twilio requests the action URL within moments of the stream closing; an hour is ample.
 KEEP_SECONDS = 3600
 CACHE_ALIAS = "default"
